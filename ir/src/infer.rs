@@ -1,0 +1,1 @@
+//! Shape inference over a model. Being written.

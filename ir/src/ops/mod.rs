@@ -1,0 +1,1 @@
+//! The op registry. Being written.

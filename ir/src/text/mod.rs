@@ -1,0 +1,1 @@
+//! The `.spa` text format (printer and parser). Being written.
