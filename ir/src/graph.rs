@@ -168,6 +168,20 @@ impl Node {
         }
     }
 
+    /// Subgraphs held in attributes (If branches, Loop/Scan bodies).
+    pub fn subgraphs(&self) -> impl Iterator<Item = &Graph> {
+        self.attrs.iter().flat_map(|a| match &a.value {
+            AttrValue::Graph(g) => std::slice::from_ref(g.as_ref()),
+            AttrValue::Graphs(gs) => gs.as_slice(),
+            _ => &[],
+        })
+    }
+
+    /// Names this node's subgraphs read from enclosing scopes.
+    pub fn captured_names(&self) -> std::collections::BTreeSet<String> {
+        self.subgraphs().flat_map(|g| g.captured_names()).collect()
+    }
+
     /// Input `i` if present.
     pub fn input(&self, i: usize) -> Option<ValueId> {
         self.inputs.get(i).copied().flatten()
@@ -347,6 +361,28 @@ impl Graph {
             }
         }
         None
+    }
+
+    /// Names this graph (and its nested subgraphs) read from enclosing scopes.
+    pub fn captured_names(&self) -> std::collections::BTreeSet<String> {
+        let mut defined = std::collections::HashSet::new();
+        let mut out = std::collections::BTreeSet::new();
+        for v in self.value_ids() {
+            let val = self.value(v);
+            if val.def == ValueDef::Capture {
+                out.insert(val.name.clone());
+            } else {
+                defined.insert(val.name.as_str());
+            }
+        }
+        for id in self.node_ids() {
+            for name in self.node(id).captured_names() {
+                if !defined.contains(name.as_str()) {
+                    out.insert(name);
+                }
+            }
+        }
+        out
     }
 
     /// Users of each value: `(node, input index)`, indexed by `ValueId`.

@@ -1,0 +1,6 @@
+//! Every pass, one module each. Each module exposes `INFO`, its declaration.
+
+pub mod dce;
+pub mod shape_infer;
+pub mod test_print_shapes;
+pub mod verify;
