@@ -111,7 +111,10 @@ fn failure(error: anyhow::Error) -> Failure {
 
 fn main() -> ExitCode {
     let registry = register_all_passes();
-    let help = format!("Passes (use as --pass='name{{option=value,...}}'):\n{}", registry.describe());
+    let help = format!(
+        "Passes (use as --pass='name{{option=value,...}}'):\n{}",
+        registry.describe()
+    );
     let matches = Cli::command().after_help(help).get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(c) => c,
@@ -224,6 +227,11 @@ fn run(cli: &Cli) -> Result<(), Failure> {
     for w in &out.warnings {
         eprintln!("spa-opt: warning: {w}");
     }
+    if !cli.quiet {
+        for n in &out.notes {
+            eprintln!("{n}");
+        }
+    }
     if !out.out.is_empty() {
         print!("{}", out.out);
         let _ = std::io::stdout().flush();
@@ -238,7 +246,10 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         eprint!("{}", out.stats.render());
     }
     if cli.timing {
-        let mut rows: Vec<(String, Duration)> = vec![("read".into(), read_time), ("verify input".into(), verify_time)];
+        let mut rows: Vec<(String, Duration)> = vec![
+            ("read".into(), read_time),
+            ("verify input".into(), verify_time),
+        ];
         for t in &out.timings {
             rows.push((t.pass.clone(), t.time));
             if !cli.no_verify_each {
@@ -250,10 +261,17 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         eprintln!("===-------------------------------------------------------------===");
         eprintln!("                      ... Execution time report ...");
         eprintln!("===-------------------------------------------------------------===");
-        eprintln!("  Total Execution Time: {:.4} seconds\n", total.as_secs_f64());
+        eprintln!(
+            "  Total Execution Time: {:.4} seconds\n",
+            total.as_secs_f64()
+        );
         eprintln!("  ----Wall Time----  ----Name----");
         for (name, d) in rows {
-            let pct = if total.is_zero() { 0.0 } else { 100.0 * d.as_secs_f64() / total.as_secs_f64() };
+            let pct = if total.is_zero() {
+                0.0
+            } else {
+                100.0 * d.as_secs_f64() / total.as_secs_f64()
+            };
             eprintln!("  {:>8.4} ({:>5.1}%)  {}", d.as_secs_f64(), pct, name);
         }
     }
@@ -267,8 +285,7 @@ fn read_input(input: &str, progress: &Progress) -> Result<Model, Failure> {
             .read_to_string(&mut src)
             .context("cannot read stdin")
             .map_err(failure)?;
-        return parse_model(&src)
-            .map_err(|e| failure(anyhow!("<stdin>:{e}")));
+        return parse_model(&src).map_err(|e| failure(anyhow!("<stdin>:{e}")));
     }
     let path = Path::new(input);
     if !path.exists() {
@@ -326,8 +343,13 @@ fn write_output(
             };
             progress.start(&format!("writing {}", cli.output));
             let t = Instant::now();
-            write_onnx(model, &out, &opts).map_err(|e| failure(e.into()))?;
+            let stats = write_onnx(model, &out, &opts).map_err(|e| failure(e.into()))?;
             progress.done(t.elapsed());
+            if !cli.quiet {
+                for n in &stats.notes {
+                    eprintln!("spa-opt: note: {n}");
+                }
+            }
             Ok(())
         }
     }

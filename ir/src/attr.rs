@@ -92,7 +92,10 @@ pub enum AttrValue {
     SparseTensors(Vec<SparseTensor>),
     Types(Vec<Type>),
     /// Inside a function body: the value is the caller's attribute `name` (ONNX `ref_attr_name`).
-    Ref { kind: AttrKind, name: String },
+    Ref {
+        kind: AttrKind,
+        name: String,
+    },
 }
 
 impl AttrValue {

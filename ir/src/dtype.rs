@@ -132,7 +132,8 @@ impl DType {
     /// Bytes needed in `raw_data` for `n` elements (sub-byte types are packed).
     pub fn raw_len(self, n: u64) -> Option<u64> {
         let bits = self.bits()? as u64;
-        Some((n * bits).div_ceil(8))
+        // `n` comes from a file's dims: overflow means "no such size", never a panic.
+        Some(n.checked_mul(bits)?.div_ceil(8))
     }
 
     pub fn is_float(self) -> bool {

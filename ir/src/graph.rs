@@ -2,11 +2,11 @@
 //! `compact` renumbers. Node order in the arena is the schedule as read; `topo_order` gives a valid
 //! schedule that keeps that order wherever it is already valid, so passes may append nodes freely.
 
+use crate::attr::SparseTensor;
 use crate::attr::{AttrValue, Attribute};
 use crate::error::IrError;
 use crate::tensor::Tensor;
 use crate::types::Type;
-use crate::attr::SparseTensor;
 use std::collections::HashMap;
 use std::fmt;
 
@@ -383,6 +383,27 @@ impl Graph {
             }
         }
         out
+    }
+
+    /// Integer contents of a constant value: an initializer, or a `Constant` node's `value`,
+    /// `value_ints` or `value_int`.
+    pub fn constant_ints(&self, id: ValueId) -> Option<Vec<i64>> {
+        if let Some(t) = self.constant(id) {
+            return t.to_i64().ok();
+        }
+        let v = self.try_value(id)?;
+        let ValueDef::Node(n, 0) = v.def else {
+            return None;
+        };
+        let node = self.try_node(n)?;
+        if node.op_type != "Constant" || !node.canonical_domain().is_empty() {
+            return None;
+        }
+        match node.attr("value_ints").or_else(|| node.attr("value_int"))? {
+            AttrValue::Ints(v) => Some(v.clone()),
+            AttrValue::Int(i) => Some(vec![*i]),
+            _ => None,
+        }
     }
 
     /// Users of each value: `(node, input index)`, indexed by `ValueId`.

@@ -9,6 +9,7 @@
 //! prune: frontends build the IR, passes transform it, backends write it.
 
 pub mod attr;
+pub mod coupling;
 pub mod dtype;
 pub mod error;
 pub mod graph;

@@ -150,7 +150,7 @@ impl Tensor {
             }
             other => {
                 let (len, per) = typed_len(other, self.dtype);
-                if len != typed_count(self.dtype, n) * per {
+                if Some(len) != typed_count(self.dtype, n).checked_mul(per) {
                     return bad(format!(
                         "{} typed values for {} elements of {}",
                         len, n, self.dtype
@@ -174,20 +174,14 @@ impl Tensor {
             TensorData::Doubles(v) => Cow::Owned(v.iter().flat_map(|x| x.to_le_bytes()).collect()),
             TensorData::Int64s(v) => Cow::Owned(v.iter().flat_map(|x| x.to_le_bytes()).collect()),
             TensorData::Uint64s(v) => match self.dtype {
-                DType::U32 => Cow::Owned(
-                    v.iter()
-                        .flat_map(|&x| (x as u32).to_le_bytes())
-                        .collect(),
-                ),
+                DType::U32 => {
+                    Cow::Owned(v.iter().flat_map(|&x| (x as u32).to_le_bytes()).collect())
+                }
                 _ => Cow::Owned(v.iter().flat_map(|x| x.to_le_bytes()).collect()),
             },
             TensorData::Int32s(v) => match self.dtype.bits() {
                 Some(32) => Cow::Owned(v.iter().flat_map(|x| x.to_le_bytes()).collect()),
-                Some(16) => Cow::Owned(
-                    v.iter()
-                        .flat_map(|&x| (x as u16).to_le_bytes())
-                        .collect(),
-                ),
+                Some(16) => Cow::Owned(v.iter().flat_map(|&x| (x as u16).to_le_bytes()).collect()),
                 // 8-bit types hold one element per i32; packed 4/2-bit types one byte per i32.
                 Some(_) => Cow::Owned(v.iter().map(|&x| x as u8).collect()),
                 None => return Err(wrong()),

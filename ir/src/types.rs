@@ -169,6 +169,17 @@ impl TensorType {
         self.shape.as_ref()?.iter().map(|a| a.dim.known()).collect()
     }
 
+    /// Dims with symbolic and unknown sizes counted as 1 (for cost estimates).
+    pub fn dims_or_one(&self) -> Option<Vec<i64>> {
+        Some(
+            self.shape
+                .as_ref()?
+                .iter()
+                .map(|a| a.dim.known().unwrap_or(1))
+                .collect(),
+        )
+    }
+
     pub fn dims(&self) -> Option<Vec<Dim>> {
         Some(self.shape.as_ref()?.iter().map(|a| a.dim.clone()).collect())
     }

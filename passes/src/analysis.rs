@@ -48,6 +48,12 @@ impl AnalysisCache {
             })
     }
 
+    /// Store an analysis a pass computed itself (the `group` pass, which also rewrites types).
+    pub fn insert<A: Analysis>(&mut self, a: A) {
+        self.entries
+            .insert(TypeId::of::<A>(), (A::NAME, Box::new(a)));
+    }
+
     pub fn is_cached<A: Analysis>(&self) -> bool {
         self.entries.contains_key(&TypeId::of::<A>())
     }

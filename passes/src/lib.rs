@@ -9,10 +9,13 @@
 
 pub mod analysis;
 pub mod error;
+pub mod group;
 pub mod manager;
 pub mod options;
 pub mod pipeline;
+pub mod prune;
 pub mod registry;
+pub mod score;
 pub mod transforms;
 
 pub use analysis::{Analysis, AnalysisCache, Preserved};

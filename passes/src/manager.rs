@@ -39,7 +39,8 @@ pub struct Statistics {
 impl Statistics {
     /// Render as MLIR-like text: one block per pass.
     pub fn render(&self) -> String {
-        let mut out = String::from("===-------------------------------------------------------------===\n");
+        let mut out =
+            String::from("===-------------------------------------------------------------===\n");
         out.push_str("                         ... Pass statistics report ...\n");
         out.push_str("===-------------------------------------------------------------===\n");
         let mut last = "";
@@ -63,6 +64,8 @@ pub struct PassContext<'a> {
     pub out: &'a mut String,
     /// Warnings for the user (the driver prints them to stderr).
     pub warnings: &'a mut Vec<String>,
+    /// Short summaries for the user (stderr, unless quiet).
+    pub notes: &'a mut Vec<String>,
 }
 
 impl PassContext<'_> {
@@ -76,6 +79,10 @@ impl PassContext<'_> {
     pub fn warn(&mut self, message: impl Into<String>) {
         self.warnings
             .push(format!("{}: {}", self.pass, message.into()));
+    }
+
+    pub fn note(&mut self, text: impl Into<String>) {
+        self.notes.push(text.into());
     }
 
     pub fn pass_name(&self) -> &'static str {
@@ -97,6 +104,7 @@ pub struct RunOutput {
     pub out: String,
     pub ir_dumps: String,
     pub warnings: Vec<String>,
+    pub notes: Vec<String>,
     pub stats: Statistics,
     pub timings: Vec<PassTiming>,
 }
@@ -125,6 +133,7 @@ impl PassManager {
                     stats: &mut output.stats,
                     out: &mut output.out,
                     warnings: &mut output.warnings,
+                    notes: &mut output.notes,
                 };
                 pass.run(model, &mut cx)?
             };

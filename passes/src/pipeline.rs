@@ -67,7 +67,10 @@ impl<'a> Cursor<'a> {
         if start == self.pos {
             return Err(self.err(format!("expected {what}, found {}", self.found())));
         }
-        Ok(self.chars[start..self.pos].iter().map(|&(_, c)| c).collect())
+        Ok(self.chars[start..self.pos]
+            .iter()
+            .map(|&(_, c)| c)
+            .collect())
     }
 
     /// An option value: a quoted string, or bare text up to `,` or `}`; brackets and braces nest
@@ -221,7 +224,8 @@ mod tests {
 
     #[test]
     fn parses_options_and_quotes() {
-        let specs = parse_pipeline(" group , prune{ratio=0.5, protect=\"a,b\", x=[1,2]},dce").unwrap();
+        let specs =
+            parse_pipeline(" group , prune{ratio=0.5, protect=\"a,b\", x=[1,2]},dce").unwrap();
         assert_eq!(specs.len(), 3);
         assert_eq!(specs[1].name, "prune");
         assert_eq!(

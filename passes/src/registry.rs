@@ -36,9 +36,15 @@ pub struct PassRegistry {
 pub fn register_all_passes() -> PassRegistry {
     PassRegistry {
         passes: vec![
+            &crate::group::INFO,
+            &crate::score::INFO,
+            &crate::prune::INFO,
             &transforms::dce::INFO,
+            &transforms::fold_shapes::INFO,
             &transforms::shape_infer::INFO,
             &transforms::verify::INFO,
+            &crate::group::PRINT_INFO,
+            &crate::score::PRINT_INFO,
             &transforms::test_print_shapes::INFO,
         ],
     }

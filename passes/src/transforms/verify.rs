@@ -16,7 +16,11 @@ pub static INFO: PassInfo = PassInfo {
 struct Verify;
 
 impl Pass for Verify {
-    fn run(&mut self, model: &mut Model, _cx: &mut PassContext<'_>) -> Result<Preserved, PassError> {
+    fn run(
+        &mut self,
+        model: &mut Model,
+        _cx: &mut PassContext<'_>,
+    ) -> Result<Preserved, PassError> {
         spa_ir::verify::verify_model(model).map_err(|source| PassError::Ir {
             pass: INFO.name.to_string(),
             source,
@@ -24,4 +28,3 @@ impl Pass for Verify {
         Ok(Preserved::All)
     }
 }
-

@@ -1,0 +1,93 @@
+#!/usr/bin/env python
+"""Prune every zoo model with `group,score{criterion=l2},prune{ratio=0.5}` and check the result.
+
+For each model: spa-opt runs; the pruned model passes the onnx checker; onnxruntime runs it with
+the same inputs and the output shapes are unchanged; params and FLOPs drop (from the prune report);
+and mask equivalence holds: with `exact-only=true`, the physically pruned model and the masked model
+(same channels zeroed, shapes kept) give the same outputs (relative 1e-4, scaled by the largest
+magnitude).
+
+Usage: /opt/zoo-venv/bin/python scripts/zoo_prune.py [--kind classic|dynamo] [--only NAME ...]
+Writes results/zoo_prune_<kind>.csv.
+"""
+import argparse, csv, json, os, shutil, sys, tempfile
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from zoo_common import models, inputs_for, run_ort, spa, check, family, rel_diff, ROOT
+
+PIPE = "group,score{criterion=l2},prune{ratio=0.5,report=%s}"
+MASK = "group,score{criterion=l2},prune{ratio=0.5,exact-only=true,mode=%s}"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--kind", default="classic", choices=["classic", "dynamo"])
+    ap.add_argument("--only", nargs="*")
+    ap.add_argument("--skip", nargs="*", default=[])
+    ap.add_argument("--no-mask", action="store_true", help="skip the mask-equivalence runs")
+    args = ap.parse_args()
+    rows = []
+    for name, path in models(args.kind, args.only):
+        if name in args.skip:
+            continue
+        row = {"name": name, "family": family(name)}
+        tmp = tempfile.mkdtemp(prefix="spa-prune-")
+        try:
+            rep = os.path.join(tmp, "report.json")
+            out = os.path.join(tmp, name + ".onnx")
+            rc, err, wall, _ = spa([path, "--pass=" + PIPE % rep, "-o", out, "-q"])
+            row["spa_s"] = round(wall, 2)
+            if rc != 0:
+                raise RuntimeError(f"spa-opt exit {rc}: {err.strip().splitlines()[-1][:300] if err.strip() else ''}")
+            r = json.load(open(rep))
+            row["params_kept"] = round(r["params_after"] / max(r["params_before"], 1), 4)
+            row["flops_kept"] = round(r["flops_after"] / max(r["flops_before"], 1), 4)
+            row["groups"] = len(r["groups"])
+            row["pruned_groups"] = sum(g["kept"] < g["size"] for g in r["groups"])
+            check(out)
+            feeds = inputs_for(name, path)
+            feeds, ref = run_ort(path, feeds)
+            _, got = run_ort(out, feeds)
+            for k, v in ref.items():
+                if k not in got or got[k].shape != v.shape:
+                    raise RuntimeError(f"output {k} shape {v.shape} -> {got.get(k, None) is not None and got[k].shape}")
+            if not (r["params_after"] < r["params_before"] and r["flops_after"] < r["flops_before"]):
+                raise RuntimeError("params/FLOPs did not drop")
+            if not args.no_mask:
+                pe = os.path.join(tmp, "exact_pruned.onnx")
+                me = os.path.join(tmp, "exact_masked.onnx")
+                for mode, o in (("remove", pe), ("mask", me)):
+                    rc, err, _, _ = spa([path, "--pass=" + MASK % mode, "-o", o, "-q"])
+                    if rc != 0:
+                        raise RuntimeError(f"spa-opt ({mode}) exit {rc}: {err.strip()[-300:]}")
+                _, a = run_ort(pe, feeds)
+                _, b = run_ort(me, feeds)
+                diff = max(rel_diff(a[k], b[k]) for k in a)
+                row["mask_rel_diff"] = f"{diff:.2e}"
+                if not diff <= 1e-4:
+                    raise RuntimeError(f"mask equivalence fails: rel diff {diff:.3g}")
+            row["status"] = "ok"
+        except Exception as e:
+            row["status"] = "fail"
+            row["error"] = f"{type(e).__name__}: {str(e)[:300]}"
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        print(f"{name:34s} {row['status']:5s} {row.get('spa_s', '-'):>6}s params={row.get('params_kept', '-')} "
+              f"flops={row.get('flops_kept', '-')} mask={row.get('mask_rel_diff', '-')} {row.get('error', '')}",
+              flush=True)
+        rows.append(row)
+    os.makedirs(os.path.join(ROOT, "results"), exist_ok=True)
+    cols = ["name", "family", "status", "spa_s", "params_kept", "flops_kept", "groups", "pruned_groups",
+            "mask_rel_diff", "error"]
+    with open(os.path.join(ROOT, "results", f"zoo_prune_{args.kind}.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, cols)
+        w.writeheader()
+        w.writerows(rows)
+    ok = sum(r["status"] == "ok" for r in rows)
+    print(f"prune ({args.kind}): {ok}/{len(rows)} ok")
+    for fam in sorted({r["family"] for r in rows}):
+        rs = [r for r in rows if r["family"] == fam]
+        print(f"  {fam}: {sum(r['status'] == 'ok' for r in rs)}/{len(rs)}")
+
+
+if __name__ == "__main__":
+    main()
