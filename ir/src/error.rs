@@ -30,7 +30,7 @@ pub enum IrError {
         declared: String,
         inferred: String,
     },
-    #[error("value '{value}': channel expression {expr} has size {size:?}, but the axis {axis} has {dim}")]
+    #[error("value '{value}': channel expression {expr} has size {}, but axis {axis} has {dim}", show_size(.size))]
     ChannelSize {
         value: String,
         expr: String,
@@ -38,10 +38,20 @@ pub enum IrError {
         axis: usize,
         dim: String,
     },
+    /// A channel expression that refers to a missing space, or sits on a non-tensor type.
+    #[error("value '{value}': {reason}")]
+    BadChannels { value: String, reason: String },
     #[error("node '{node}' ({op}): {reason}")]
     BadNode {
         node: String,
         op: String,
         reason: String,
     },
+}
+
+fn show_size(size: &Option<u64>) -> String {
+    match size {
+        Some(n) => n.to_string(),
+        None => "overflowing".to_string(),
+    }
 }

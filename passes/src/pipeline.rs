@@ -236,7 +236,7 @@ mod tests {
                 ("x".into(), "[1,2]".into())
             ]
         );
-        assert_eq!(specs[2].col, 58);
+        assert_eq!(specs[2].col, 51);
     }
 
     #[test]

@@ -73,6 +73,9 @@ impl PassRegistry {
                     .join(", "),
             })?;
             let opts = Options::resolve(info.name, info.options, &spec.options)?;
+            // Creating the pass checks option values beyond their types (ranges, combinations),
+            // so that a bad pipeline is a usage error before any model is read.
+            (info.create)(&opts)?;
             pipeline.passes.push((info, opts));
         }
         Ok(pipeline)

@@ -1,97 +1,140 @@
-//! Gemm and MatMul (numpy semantics: 1-D operands, broadcast batch axes).
+//! Matrix products: `MatMul` (numpy semantics: 1-D operands, broadcast batch dims),
+//! `MatMulInteger`, and `Gemm` (2-D, `transA`/`transB`, `C` broadcast to the result).
 
-use super::elementwise::broadcast;
-use super::{InferCtx, InferResult, Inferred};
-use crate::graph::Node;
-use crate::types::{Dim, TensorType};
+use super::{broadcast, show, show_input, Cost, CostCtx, InferCtx, Inferred, Op, Table};
+use crate::dtype::DType;
+use crate::types::Dim;
 
-pub fn infer(op: &str, cx: &InferCtx<'_>) -> Option<InferResult> {
-    match op {
-        "Gemm" => Some(gemm(cx)),
-        "MatMul" => Some(matmul(cx)),
-        _ => None,
-    }
-}
+static MATMUL: Op = Op::new(matmul).with_cost(matmul_cost);
+static GEMM: Op = Op::new(gemm).with_cost(gemm_cost);
 
-fn check(a: &Dim, b: &Dim, what: &str) -> Result<(), String> {
-    if let (Dim::Known(x), Dim::Known(y)) = (a, b) {
-        if x != y {
-            return Err(format!("{what}: contraction sizes differ ({x} vs {y})"));
-        }
-    }
-    Ok(())
-}
+pub(crate) static OPS: Table = &[
+    ("MatMul", &MATMUL),
+    ("MatMulInteger", &MATMUL),
+    ("Gemm", &GEMM),
+];
 
-fn gemm(cx: &InferCtx<'_>) -> InferResult {
-    let dtype = cx.dtype(0);
+fn matmul(cx: &InferCtx<'_>) -> Result<Vec<Inferred>, String> {
+    let dtype = if cx.op() == "MatMulInteger" {
+        Some(DType::I32)
+    } else {
+        cx.dtype(0).or(cx.dtype(1))
+    };
     let (Some(a), Some(b)) = (cx.dims(0), cx.dims(1)) else {
         return Ok(vec![Inferred::tensor(dtype, None)]);
     };
-    if a.len() != 2 || b.len() != 2 {
+    if a.is_empty() || b.is_empty() {
         return Err(format!(
-            "Gemm needs 2-D operands, got ranks {} and {}",
-            a.len(),
-            b.len()
+            "cannot multiply {} by {}: MatMul does not take scalars",
+            show_input(cx, 0),
+            show_input(cx, 1)
         ));
+    }
+    // A 1-D left operand is a row vector, a 1-D right operand a column; both are dropped after.
+    let (a_batch, m, ka) = match a.len() {
+        1 => (&a[..0], None, &a[0]),
+        n => (&a[..n - 2], Some(&a[n - 2]), &a[n - 1]),
+    };
+    let (b_batch, kb, n) = match b.len() {
+        1 => (&b[..0], &b[0], None),
+        r => (&b[..r - 2], &b[r - 2], Some(&b[r - 1])),
+    };
+    if !ka.compatible(kb) {
+        return Err(format!(
+            "cannot multiply {} by {}: inner dimensions {ka} and {kb} differ",
+            show_input(cx, 0),
+            show_input(cx, 1)
+        ));
+    }
+    let mut out = broadcast(a_batch, b_batch).ok_or_else(|| {
+        format!(
+            "cannot multiply {} by {}: batch dimensions {} and {} do not broadcast",
+            show_input(cx, 0),
+            show_input(cx, 1),
+            show(None, a_batch),
+            show(None, b_batch)
+        )
+    })?;
+    out.extend(m.cloned());
+    out.extend(n.cloned());
+    Ok(vec![Inferred::of(dtype, out)])
+}
+
+fn gemm(cx: &InferCtx<'_>) -> Result<Vec<Inferred>, String> {
+    let dtype = cx.dtype(0).or(cx.dtype(1));
+    let (Some(a), Some(b)) = (cx.dims(0), cx.dims(1)) else {
+        return Ok(vec![Inferred::tensor(dtype, Some(vec![Dim::Unknown; 2]))]);
+    };
+    for (i, d) in [(0, &a), (1, &b)] {
+        if d.len() != 2 {
+            return Err(format!(
+                "Gemm input {} must be 2-D, got {}",
+                ["A", "B"][i],
+                show_input(cx, i)
+            ));
+        }
     }
     let ta = cx.attr_int("transA", 0) != 0;
     let tb = cx.attr_int("transB", 0) != 0;
-    let (m, k1) = if ta { (&a[1], &a[0]) } else { (&a[0], &a[1]) };
-    let (k2, n) = if tb { (&b[1], &b[0]) } else { (&b[0], &b[1]) };
-    check(k1, k2, "Gemm")?;
+    let (m, ka) = if ta { (&a[1], &a[0]) } else { (&a[0], &a[1]) };
+    let (kb, n) = if tb { (&b[1], &b[0]) } else { (&b[0], &b[1]) };
+    if !ka.compatible(kb) {
+        return Err(format!(
+            "cannot multiply {} by {} (transA={}, transB={}): inner dimensions {ka} and {kb} differ",
+            show_input(cx, 0),
+            show_input(cx, 1),
+            ta as i32,
+            tb as i32
+        ));
+    }
     let out = vec![m.clone(), n.clone()];
     if let Some(c) = cx.dims(2) {
-        broadcast(&[out.clone(), c])?;
+        // C broadcasts one way: to the result.
+        if c.len() > 2
+            || broadcast(&c, &out).is_none_or(|r| !r.iter().zip(&out).all(|(x, y)| x.compatible(y)))
+        {
+            return Err(format!(
+                "Gemm C {} does not broadcast to the result {}",
+                show_input(cx, 2),
+                show(dtype, &out)
+            ));
+        }
     }
-    Ok(vec![Inferred::tensor(dtype, Some(out))])
+    Ok(vec![Inferred::of(dtype, out)])
 }
 
-fn matmul(cx: &InferCtx<'_>) -> InferResult {
-    let dtype = cx.dtype(0);
-    let (Some(mut a), Some(mut b)) = (cx.dims(0), cx.dims(1)) else {
-        return Ok(vec![Inferred::tensor(dtype, None)]);
-    };
-    if a.is_empty() || b.is_empty() {
-        return Err("MatMul operands must have rank >= 1".into());
+/// `2 * out_elements * K`.
+fn matmul_cost(cx: &CostCtx<'_>) -> Cost {
+    let k = cx.in_dims(0).and_then(|a| a.last().copied());
+    let macs = k.and_then(|k| cx.out_numel(0)?.checked_mul(u64::try_from(k).ok()?));
+    Cost {
+        flops: macs.and_then(|m| m.checked_mul(2)).unwrap_or(0),
+        params: cx.params(),
     }
-    let a1 = a.len() == 1;
-    let b1 = b.len() == 1;
-    if a1 {
-        a.insert(0, Dim::Known(1));
-    }
-    if b1 {
-        b.push(Dim::Known(1));
-    }
-    check(&a[a.len() - 1], &b[b.len() - 2], "MatMul")?;
-    let batch = broadcast(&[a[..a.len() - 2].to_vec(), b[..b.len() - 2].to_vec()])?;
-    let mut out = batch;
-    if !a1 {
-        out.push(a[a.len() - 2].clone());
-    }
-    if !b1 {
-        out.push(b[b.len() - 1].clone());
-    }
-    Ok(vec![Inferred::tensor(dtype, Some(out))])
 }
 
-/// 2 * M * N * K (times the batch), plus the bias for Gemm.
-pub fn flops(
-    node: &Node,
-    inputs: &[Option<&TensorType>],
-    outputs: &[Option<&TensorType>],
-) -> Option<u64> {
-    let a = inputs.first().copied().flatten()?.dims_or_one()?;
-    let y = outputs.first().copied().flatten()?.dims_or_one()?;
-    let k = if node.op_type == "Gemm" && node.attr_int("transA").unwrap_or(0) != 0 {
-        *a.first()?
-    } else {
-        *a.last()?
-    };
-    let out: i64 = y.iter().product();
-    let bias = if node.op_type == "Gemm" && node.input(2).is_some() {
-        out
+/// `2 * M * K * N`, plus `M * N` for `C`.
+fn gemm_cost(cx: &CostCtx<'_>) -> Cost {
+    let ta = cx.node.attr_int("transA").unwrap_or(0) != 0;
+    let k = cx.in_dims(0).and_then(|a| {
+        if ta {
+            a.first().copied()
+        } else {
+            a.get(1).copied()
+        }
+    });
+    let out = cx.out_numel(0);
+    let macs = k.and_then(|k| out?.checked_mul(u64::try_from(k).ok()?));
+    let c = if cx.node.input(2).is_some() {
+        out.unwrap_or(0)
     } else {
         0
     };
-    u64::try_from(out.checked_mul(k)?.checked_mul(2)?.checked_add(bias)?).ok()
+    Cost {
+        flops: macs
+            .and_then(|m| m.checked_mul(2))
+            .unwrap_or(0)
+            .saturating_add(c),
+        params: cx.params(),
+    }
 }

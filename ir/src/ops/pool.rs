@@ -1,64 +1,98 @@
-//! Pooling: MaxPool (with indices), AveragePool, LpPool, and the global variants.
+//! Pooling: `MaxPool` (with its indices output), `AveragePool`, `LpPool` (kernel, strides, pads,
+//! dilations, `auto_pad`, `ceil_mode`), and the global pools.
 
-use super::conv::{attr_list, window_out};
-use super::{InferCtx, InferResult, Inferred};
+use super::{
+    attr_list, numel, show_input, AutoPad, Cost, CostCtx, InferCtx, Inferred, Op, Table, Window,
+};
+use crate::dtype::DType;
 use crate::types::Dim;
-use crate::DType;
 
-pub fn infer(op: &str, cx: &InferCtx<'_>) -> Option<InferResult> {
-    match op {
-        "GlobalAveragePool" | "GlobalMaxPool" | "GlobalLpPool" => {
-            let dims = cx.dims(0).map(|d| {
-                d.iter()
-                    .enumerate()
-                    .map(|(k, x)| if k < 2 { x.clone() } else { Dim::Known(1) })
-                    .collect()
-            });
-            Some(Ok(vec![Inferred::tensor(cx.dtype(0), dims)]))
-        }
-        "MaxPool" | "AveragePool" | "LpPool" => Some(pool(cx)),
-        _ => None,
+static POOL: Op = Op::new(pool).with_cost(pool_cost);
+static GLOBAL_POOL: Op = Op::new(global_pool).with_cost(global_pool_cost);
+
+pub(crate) static OPS: Table = &[
+    ("MaxPool", &POOL),
+    ("AveragePool", &POOL),
+    ("LpPool", &POOL),
+    ("GlobalAveragePool", &GLOBAL_POOL),
+    ("GlobalMaxPool", &GLOBAL_POOL),
+    ("GlobalLpPool", &GLOBAL_POOL),
+];
+
+fn pool(cx: &InferCtx<'_>) -> Result<Vec<Inferred>, String> {
+    let dtype = cx.dtype(0);
+    let kernel = cx
+        .attr_ints("kernel_shape")
+        .ok_or_else(|| format!("{} has no kernel_shape", cx.op()))?;
+    let n = kernel.len();
+    let Some(x) = cx.dims(0) else {
+        let dims = Some(vec![Dim::Unknown; n + 2]);
+        return Ok(vec![
+            Inferred::tensor(dtype, dims.clone()),
+            Inferred::tensor(Some(DType::I64), dims),
+        ]);
+    };
+    if x.len() != n + 2 {
+        return Err(format!(
+            "kernel_shape has {n} entries but the input {} has {} spatial axes",
+            show_input(cx, 0),
+            x.len().saturating_sub(2)
+        ));
+    }
+    let strides = attr_list(cx, "strides", n, 1)?;
+    let dilations = attr_list(cx, "dilations", n, 1)?;
+    let pads = attr_list(cx, "pads", 2 * n, 0)?;
+    let auto_pad = AutoPad::from_attr(cx)?;
+    let ceil_mode = cx.attr_int("ceil_mode", 0) != 0;
+    let mut out = vec![x[0].clone(), x[1].clone()];
+    for i in 0..n {
+        let win = Window {
+            kernel: Dim::Known(kernel[i]),
+            stride: strides[i],
+            dilation: dilations[i],
+            pad_begin: pads[i],
+            pad_end: pads[i + n],
+            auto_pad,
+            ceil_mode,
+        };
+        out.push(win.output(&x[i + 2], i)?);
+    }
+    Ok(vec![
+        Inferred::of(dtype, out.clone()),
+        Inferred::of(Some(DType::I64), out),
+    ])
+}
+
+fn global_pool(cx: &InferCtx<'_>) -> Result<Vec<Inferred>, String> {
+    let dtype = cx.dtype(0);
+    let Some(x) = cx.dims(0) else {
+        return Ok(vec![Inferred::tensor(dtype, None)]);
+    };
+    if x.len() < 3 {
+        return Err(format!(
+            "{} input {} must have rank 3 or more",
+            cx.op(),
+            show_input(cx, 0)
+        ));
+    }
+    let mut out = x[..2].to_vec();
+    out.extend(std::iter::repeat_n(Dim::Known(1), x.len() - 2));
+    Ok(vec![Inferred::of(dtype, out)])
+}
+
+/// One per window element read: `out_elements * prod(kernel)`.
+fn pool_cost(cx: &CostCtx<'_>) -> Cost {
+    let k = cx.node.attr_ints("kernel_shape").and_then(numel);
+    let flops = k.and_then(|k| cx.out_numel(0)?.checked_mul(k));
+    Cost {
+        flops: flops.unwrap_or(0),
+        params: 0,
     }
 }
 
-fn pool(cx: &InferCtx<'_>) -> InferResult {
-    let dtype = cx.dtype(0);
-    let Some(x) = cx.dims(0) else {
-        return Ok(vec![
-            Inferred::tensor(dtype, None),
-            Inferred::tensor(Some(DType::I64), None),
-        ]);
-    };
-    if x.len() < 3 {
-        return Err(format!("pooling needs rank >= 3, got {}", x.len()));
+fn global_pool_cost(cx: &CostCtx<'_>) -> Cost {
+    Cost {
+        flops: cx.in_numel(0).unwrap_or(0),
+        params: 0,
     }
-    let n = x.len() - 2;
-    let kernel = cx
-        .node
-        .attr_ints("kernel_shape")
-        .filter(|k| k.len() == n)
-        .ok_or("kernel_shape is missing or has the wrong length")?
-        .to_vec();
-    let strides = attr_list(cx.node, "strides", n, 1);
-    let dil = attr_list(cx.node, "dilations", n, 1);
-    let pads = attr_list(cx.node, "pads", 2 * n, 0);
-    let auto_pad = cx.node.attr_str("auto_pad").unwrap_or("NOTSET");
-    let ceil = cx.attr_int("ceil_mode", 0) != 0;
-    let mut out = vec![x[0].clone(), x[1].clone()];
-    for k in 0..n {
-        out.push(window_out(
-            &x[2 + k],
-            kernel[k],
-            strides[k],
-            dil[k],
-            pads[k],
-            pads[n + k],
-            auto_pad,
-            ceil,
-        )?);
-    }
-    Ok(vec![
-        Inferred::tensor(dtype, Some(out.clone())),
-        Inferred::tensor(Some(DType::I64), Some(out)),
-    ])
 }

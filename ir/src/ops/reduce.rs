@@ -1,117 +1,99 @@
-//! Reductions (axes from the attribute before opset 18 — 13 for ReduceSum — and from an input
-//! after), ArgMax/ArgMin, TopK.
+//! Reductions (`ReduceMean`, `ReduceSum`, `ReduceMax`, ...): axes as an attribute, or as an input
+//! (`ReduceSum` from opset 13, the others from 18) with `noop_with_empty_axes`; `keepdims`.
+//! Reducing known shape data over every axis is evaluated (`Shape -> ReduceProd`).
 
-use super::{axis, int_value, InferCtx, InferResult, Inferred};
+use super::data::{Data, Scalar};
+use super::{len_1d, norm_axes, Cost, CostCtx, InferCtx, Inferred, Op, Table};
 use crate::types::Dim;
-use crate::DType;
 
-const REDUCE: &[&str] = &[
-    "ReduceMean",
-    "ReduceSum",
-    "ReduceMax",
-    "ReduceMin",
-    "ReduceProd",
-    "ReduceL1",
-    "ReduceL2",
-    "ReduceLogSum",
-    "ReduceLogSumExp",
-    "ReduceSumSquare",
+static REDUCE: Op = Op::new(reduce).with_cost(reduce_cost);
+
+pub(crate) static OPS: Table = &[
+    ("ReduceMean", &REDUCE),
+    ("ReduceSum", &REDUCE),
+    ("ReduceMax", &REDUCE),
+    ("ReduceMin", &REDUCE),
+    ("ReduceProd", &REDUCE),
+    ("ReduceL1", &REDUCE),
+    ("ReduceL2", &REDUCE),
+    ("ReduceLogSum", &REDUCE),
+    ("ReduceLogSumExp", &REDUCE),
+    ("ReduceSumSquare", &REDUCE),
 ];
 
-pub fn infer(op: &str, cx: &InferCtx<'_>) -> Option<InferResult> {
-    if REDUCE.contains(&op) {
-        return Some(reduce(op, cx));
-    }
-    match op {
-        "ArgMax" | "ArgMin" => Some(arg(cx)),
-        "TopK" => Some(topk(cx)),
-        _ => None,
-    }
-}
-
-fn reduce(op: &str, cx: &InferCtx<'_>) -> InferResult {
+fn reduce(cx: &InferCtx<'_>) -> Result<Vec<Inferred>, String> {
     let dtype = cx.dtype(0);
-    let Some(d) = cx.dims(0) else {
-        return Ok(vec![Inferred::tensor(dtype, None)]);
-    };
-    let keep = cx.attr_int("keepdims", 1) != 0;
-    let axes: Vec<i64> = match cx.node.attr_ints("axes") {
-        Some(a) => a.to_vec(),
-        None if cx.has(1) => match cx.ints(1) {
-            Some(a) => a,
-            None => return Ok(vec![Inferred::tensor(dtype, None)]),
-        },
-        None => Vec::new(),
-    };
-    let axes: Vec<usize> = if axes.is_empty() {
-        if cx.attr_int("noop_with_empty_axes", 0) != 0 {
-            return Ok(vec![
-                Inferred::tensor(dtype, Some(d)).with_value(cx.value(0).cloned())
-            ]);
-        }
-        (0..d.len()).collect()
-    } else {
-        axes.iter()
-            .map(|&a| axis(a, d.len()))
-            .collect::<Result<_, _>>()?
-    };
-    let mut out = Vec::new();
-    for (k, x) in d.iter().enumerate() {
-        if axes.contains(&k) {
-            if keep {
-                out.push(Dim::Known(1));
+    let keepdims = cx.attr_int("keepdims", 1) != 0;
+    let axes_as_input = cx.opset >= 18 || (cx.op() == "ReduceSum" && cx.opset >= 13);
+    let axes: Option<Vec<i64>> = if axes_as_input {
+        if cx.has_nonempty_input(1) {
+            match cx.ints(1) {
+                Some(a) => Some(a),
+                None => {
+                    // Which axes is unknown: with keepdims the rank survives.
+                    let rank = match (keepdims, cx.rank(0)) {
+                        (true, r) => r,
+                        (false, r) => r.zip(len_1d(cx, 1)).and_then(|(r, n)| r.checked_sub(n)),
+                    };
+                    return Ok(vec![Inferred::tensor(
+                        dtype,
+                        rank.map(|r| vec![Dim::Unknown; r]),
+                    )]);
+                }
             }
         } else {
-            out.push(x.clone());
+            None
+        }
+    } else {
+        cx.attr_ints("axes").map(|a| a.to_vec())
+    };
+    let Some(x) = cx.dims(0) else {
+        return Ok(vec![Inferred::tensor(dtype, None)]);
+    };
+    let axes: Vec<usize> = match axes.filter(|a| !a.is_empty()) {
+        Some(a) => norm_axes(&a, x.len())?,
+        None if axes_as_input && cx.attr_int("noop_with_empty_axes", 0) != 0 => {
+            return Ok(vec![Inferred::like(cx.input_type(0)).with_data(cx.data(0))]);
+        }
+        None => (0..x.len()).collect(),
+    };
+    let mut out = Vec::with_capacity(x.len());
+    for (i, d) in x.iter().enumerate() {
+        if !axes.contains(&i) {
+            out.push(d.clone());
+        } else if keepdims {
+            out.push(Dim::Known(1));
         }
     }
-    // Products and sums of known shape vectors (shape arithmetic in some exports).
-    let value = cx.value(0).filter(|_| d.len() == 1 && !keep).and_then(|t| {
-        let v = t.to_i64().ok()?;
-        let r = match op {
-            "ReduceProd" => v.iter().try_fold(1i64, |a, &b| a.checked_mul(b))?,
-            "ReduceSum" => v.iter().try_fold(0i64, |a, &b| a.checked_add(b))?,
-            _ => return None,
-        };
-        int_value(dtype, vec![], &[r])
-    });
-    Ok(vec![Inferred::tensor(dtype, Some(out)).with_value(value)])
+    let value = if axes.len() == x.len() {
+        cx.data(0).and_then(|d| reduce_all(cx.op(), &d, out.len()))
+    } else {
+        None
+    };
+    Ok(vec![Inferred::of(dtype, out).with_data(value)])
 }
 
-fn arg(cx: &InferCtx<'_>) -> InferResult {
-    let Some(d) = cx.dims(0) else {
-        return Ok(vec![Inferred::tensor(Some(DType::I64), None)]);
+/// Reduce every element of small contents to one (with `rank` ones as dims).
+fn reduce_all(op: &str, d: &Data, rank: usize) -> Option<Data> {
+    let xs: Vec<Scalar> = (0..d.len()).map(|i| d.get(i)).collect::<Option<_>>()?;
+    let (first, rest) = xs.split_first()?;
+    let name = match op {
+        "ReduceSum" => "Sum",
+        "ReduceProd" => "Mul",
+        "ReduceMax" => "Max",
+        "ReduceMin" => "Min",
+        _ => return None,
     };
-    let a = axis(cx.attr_int("axis", 0), d.len())?;
-    let keep = cx.attr_int("keepdims", 1) != 0;
-    let out = d
+    let r = rest
         .iter()
-        .enumerate()
-        .filter_map(|(k, x)| {
-            if k == a {
-                keep.then_some(Dim::Known(1))
-            } else {
-                Some(x.clone())
-            }
-        })
-        .collect();
-    Ok(vec![Inferred::tensor(Some(DType::I64), Some(out))])
+        .try_fold(*first, |acc, &x| super::data::arith(name, acc, x, false))?;
+    Data::from_scalars(d.dtype, vec![1; rank], &[r])
 }
 
-fn topk(cx: &InferCtx<'_>) -> InferResult {
-    let Some(mut d) = cx.dims(0) else {
-        return Ok(vec![
-            Inferred::tensor(cx.dtype(0), None),
-            Inferred::tensor(Some(DType::I64), None),
-        ]);
-    };
-    let a = axis(cx.attr_int("axis", -1), d.len())?;
-    d[a] = match cx.ints(1).and_then(|k| k.first().copied()) {
-        Some(k) => Dim::Known(k),
-        None => Dim::Unknown,
-    };
-    Ok(vec![
-        Inferred::tensor(cx.dtype(0), Some(d.clone())),
-        Inferred::tensor(Some(DType::I64), Some(d)),
-    ])
+/// One per input element.
+fn reduce_cost(cx: &CostCtx<'_>) -> Cost {
+    Cost {
+        flops: cx.in_numel(0).unwrap_or(0),
+        params: 0,
+    }
 }

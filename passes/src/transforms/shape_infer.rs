@@ -43,7 +43,6 @@ impl Pass for ShapeInfer {
     fn run(&mut self, model: &mut Model, cx: &mut PassContext<'_>) -> Result<Preserved, PassError> {
         let opts = InferOptions {
             strict: self.strict,
-            ..InferOptions::default()
         };
         let stats = infer_model(model, &opts).map_err(|source| PassError::Ir {
             pass: INFO.name.to_string(),
