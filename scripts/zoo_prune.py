@@ -14,7 +14,7 @@ import argparse, csv, json, os, shutil, sys, tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from zoo_common import models, inputs_for, run_ort, spa, check, family, rel_diff, ROOT
 
-PIPE = "group,score{criterion=l2},prune{ratio=0.5,report=%s}"
+PIPE = "group,score{criterion=l2},prune{ratio=0.5}"
 MASK = "group,score{criterion=l2},prune{ratio=0.5,exact-only=true,mode=%s}"
 
 
@@ -34,7 +34,7 @@ def main():
         try:
             rep = os.path.join(tmp, "report.json")
             out = os.path.join(tmp, name + ".onnx")
-            rc, err, wall, _ = spa([path, "--pass=" + PIPE % rep, "-o", out, "-q"])
+            rc, err, wall, _ = spa([path, "--pass=" + PIPE, "--report", rep, "-o", out, "-q"])
             row["spa_s"] = round(wall, 2)
             if rc != 0:
                 raise RuntimeError(f"spa-opt exit {rc}: {err.strip().splitlines()[-1][:300] if err.strip() else ''}")

@@ -90,6 +90,11 @@ struct Cli {
     #[arg(long)]
     internalize: bool,
 
+    /// Write the pruning report (params and FLOPs before/after, channels kept per group, pinned
+    /// groups and why) as JSON to this file.
+    #[arg(long, value_name = "FILE.json")]
+    report: Option<PathBuf>,
+
     /// No progress output.
     #[arg(short, long)]
     quiet: bool,
@@ -237,6 +242,20 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         let _ = std::io::stdout().flush();
     }
     result.map_err(|e| failure(e.into()))?;
+
+    if let Some(path) = &cli.report {
+        let json = match out.reports.len() {
+            0 => {
+                return Err(usage(anyhow!(
+                    "--report: the pipeline has no pass that reports (add prune)"
+                )))
+            }
+            1 => out.reports[0].clone(),
+            _ => format!("[\n{}]\n", out.reports.join(",\n")),
+        };
+        spa_backends::text::write_text_atomic(path, json.as_bytes(), None)
+            .map_err(|e| failure(e.into()))?;
+    }
 
     let t_write = Instant::now();
     write_output(cli, emit, input, &model, &config.print_options, &progress)?;

@@ -66,6 +66,8 @@ pub struct PassContext<'a> {
     pub warnings: &'a mut Vec<String>,
     /// Short summaries for the user (stderr, unless quiet).
     pub notes: &'a mut Vec<String>,
+    /// Machine-readable reports (JSON), written where the user asks (`--report`).
+    pub reports: &'a mut Vec<String>,
 }
 
 impl PassContext<'_> {
@@ -79,6 +81,10 @@ impl PassContext<'_> {
     pub fn warn(&mut self, message: impl Into<String>) {
         self.warnings
             .push(format!("{}: {}", self.pass, message.into()));
+    }
+
+    pub fn report(&mut self, json: impl Into<String>) {
+        self.reports.push(json.into());
     }
 
     pub fn note(&mut self, text: impl Into<String>) {
@@ -105,6 +111,7 @@ pub struct RunOutput {
     pub ir_dumps: String,
     pub warnings: Vec<String>,
     pub notes: Vec<String>,
+    pub reports: Vec<String>,
     pub stats: Statistics,
     pub timings: Vec<PassTiming>,
 }
@@ -134,6 +141,7 @@ impl PassManager {
                     out: &mut output.out,
                     warnings: &mut output.warnings,
                     notes: &mut output.notes,
+                    reports: &mut output.reports,
                 };
                 pass.run(model, &mut cx)?
             };

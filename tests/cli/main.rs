@@ -42,13 +42,22 @@ fn listing(dir: &Path) -> Vec<String> {
 fn readme_example_prunes_the_shipped_model() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("pruned.onnx");
+    let report = dir.path().join("report.json");
     let o = run(&[
         "tests/fixtures/conv_bn_residual.onnx",
         "--pass=group,score{criterion=l2},prune{ratio=0.5}",
+        "--report",
+        report.to_str().unwrap(),
         "-o",
         out.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
+    let json = std::fs::read_to_string(&report).unwrap();
+    assert!(json.contains("\"params_before\": 7866"), "{json}");
+    assert!(
+        json.contains("\"pinned_because\": [\"graph input 'input'"),
+        "{json}"
+    );
     let before = std::fs::metadata(fixture("conv_bn_residual.onnx"))
         .unwrap()
         .len();

@@ -14,7 +14,7 @@ use crate::options::{OptionDecl, OptionKind, Options};
 use crate::registry::{Pass, PassInfo};
 use crate::score::Scores;
 use spa_ir::{AttrValue, Dim, Graph, Model, Tensor, Type, ValueDef, ValueId};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 pub static INFO: PassInfo = PassInfo {
     name: "prune",
@@ -69,10 +69,10 @@ pub static INFO: PassInfo = PassInfo {
             help: "remove channels, or zero them and keep shapes",
         },
         OptionDecl {
-            name: "report",
-            kind: OptionKind::Str,
-            default: "",
-            help: "write a JSON report (params, FLOPs, channels kept per group) to this file",
+            name: "heads",
+            kind: OptionKind::Enum(&["false", "true", "dims"]),
+            default: "false",
+            help: "for spaces that are products (attention heads x head dims, channel-shuffle groups): false prunes both factors, true only whole heads (outer factors), dims only equal slices of every head (inner factors)",
         },
     ],
     create: |opts: &Options| {
@@ -97,7 +97,7 @@ pub static INFO: PassInfo = PassInfo {
             protect: patterns(opts.str("protect")),
             exact_only: opts.bool("exact-only"),
             mask: opts.str("mode") == "mask",
-            report: opts.str("report").to_string(),
+            heads: opts.str("heads").to_string(),
         }))
     },
 };
@@ -111,7 +111,7 @@ pub struct Prune {
     pub protect: Vec<String>,
     pub exact_only: bool,
     pub mask: bool,
-    pub report: String,
+    pub heads: String,
 }
 
 impl Prune {
@@ -140,6 +140,19 @@ impl Prune {
                         .members
                         .iter()
                         .any(|&(v, _)| self.protect.iter().any(|p| glob_match(p, &g.value(v).name)))
+            })
+            .collect();
+        let (outer, inner) = factor_roles(groups);
+        let eligible: Vec<bool> = groups
+            .spaces
+            .iter()
+            .zip(eligible)
+            .map(|(&a, e)| {
+                e && match self.heads.as_str() {
+                    "true" => !inner.contains(&a),
+                    "dims" => !outer.contains(&a),
+                    _ => true,
+                }
             })
             .collect();
         let sizes: Vec<usize> = groups
@@ -199,6 +212,42 @@ impl Prune {
             })
             .collect()
     }
+}
+
+/// Atoms that are the outermost factor of a product of channel spaces (heads) and atoms that are
+/// an inner factor (head dims).
+fn factor_roles(groups: &GroupAnalysis) -> (HashSet<usize>, HashSet<usize>) {
+    let mut outer = HashSet::new();
+    let mut inner = HashSet::new();
+    fn walk(
+        g: &GroupAnalysis,
+        t: &AtomTerm,
+        outer: &mut HashSet<usize>,
+        inner: &mut HashSet<usize>,
+    ) {
+        match t {
+            AtomTerm::Atom(_) => {}
+            AtomTerm::Cat(xs) => xs.iter().for_each(|x| walk(g, x, outer, inner)),
+            AtomTerm::Prod(xs) => {
+                let channels: Vec<usize> = xs
+                    .iter()
+                    .filter_map(|x| match x {
+                        AtomTerm::Atom(a) if g.atoms[*a].space.is_some() => Some(*a),
+                        _ => None,
+                    })
+                    .collect();
+                if channels.len() >= 2 {
+                    outer.insert(channels[0]);
+                    inner.extend(channels[1..].iter().copied());
+                }
+                xs.iter().for_each(|x| walk(g, x, outer, inner));
+            }
+        }
+    }
+    for t in groups.terms.values() {
+        walk(groups, t, &mut outer, &mut inner);
+    }
+    (outer, inner)
 }
 
 /// Kept positions of an axis with term `t`, given kept channels per atom (`None`: all).
@@ -617,12 +666,7 @@ impl Pass for Prune {
         cx.stat("flops before", rep.flops_before);
         cx.stat("flops after", rep.flops_after);
         cx.note(rep.table());
-        if !self.report.is_empty() {
-            std::fs::write(&self.report, rep.to_json()).map_err(|e| PassError::Failed {
-                pass: INFO.name.to_string(),
-                message: format!("cannot write report '{}': {e}", self.report),
-            })?;
-        }
+        cx.report(rep.to_json());
         Ok(if axes == 0 {
             Preserved::All
         } else {
