@@ -11,7 +11,8 @@
 //! ONNX shape inference name the same extent differently (`batch`, `unk__0`, `s0`).
 //!
 //! Small tensors computed from shapes (`Shape -> Gather -> Concat`) are propagated, so that a
-//! `Reshape` fed by such a chain gets a static shape; [`InferResult::known_value`] exposes them.
+//! `Reshape` fed by such a chain gets a static shape; [`InferResult::known_value`] exposes them,
+//! and [`InferResult::shape_data`] the shape vectors with symbolic entries (a dynamic batch).
 //! Subgraph bodies (If/Loop/Scan) are inferred with captured names typed from the enclosing
 //! scopes; a call to a model-local function is inferred by instantiating its body with the
 //! call's input types and attributes. An op the registry does not know keeps its outputs' types.
@@ -31,6 +32,10 @@ pub const DEFAULT_OPSET: i64 = 17;
 
 /// Nesting limit for subgraphs and function calls (a hostile model cannot exhaust the stack).
 const MAX_DEPTH: usize = 64;
+
+/// Function bodies instantiated per inference (functions calling functions several times each
+/// could otherwise take exponential time).
+const MAX_CALLS: usize = 100_000;
 
 #[derive(Clone, Debug, Default)]
 pub struct InferOptions {
@@ -189,6 +194,8 @@ pub fn infer_model(model: &mut Model, opts: &InferOptions) -> Result<InferStats,
 /// references resolved from the function's defaults). Used by the verifier.
 pub fn function_errors(model: &Model, f: &Function) -> Result<Vec<IrError>, IrError> {
     let mut w = Walker::new(model);
+    // Calls inside the body are checked where the main graph instantiates them.
+    w.calls_left = 0;
     let env = AttrEnv {
         call: &[],
         defaults: &f.attribute_defaults,
@@ -355,6 +362,9 @@ struct Walker<'m> {
     depth: usize,
     /// Inside a function instantiation: problems belong to the call, not to the model.
     quiet: bool,
+    /// Functions being instantiated (ONNX forbids recursion; a cycle is not followed).
+    calls: Vec<*const Function>,
+    calls_left: usize,
 }
 
 impl<'m> Walker<'m> {
@@ -366,6 +376,8 @@ impl<'m> Walker<'m> {
             unknown_ops: BTreeSet::new(),
             depth: 0,
             quiet: false,
+            calls: Vec::new(),
+            calls_left: MAX_CALLS,
         }
     }
 
@@ -567,9 +579,11 @@ impl<'m> Walker<'m> {
         node: &Node,
         inputs: &[InferInput<'_>],
     ) -> Option<Vec<Inferred>> {
-        if self.depth >= MAX_DEPTH {
+        let key: *const Function = f;
+        if self.depth >= MAX_DEPTH || self.calls_left == 0 || self.calls.contains(&key) {
             return None;
         }
+        self.calls_left -= 1;
         let seeds: Vec<Seed> = inputs
             .iter()
             .map(|x| Seed {
@@ -589,6 +603,7 @@ impl<'m> Walker<'m> {
         };
         let quiet = std::mem::replace(&mut self.quiet, true);
         self.depth += 1;
+        self.calls.push(key);
         let body = self.walk(
             &f.body,
             function_opset(self.model, f),
@@ -596,6 +611,7 @@ impl<'m> Walker<'m> {
             &seeds,
             Some(&env),
         );
+        self.calls.pop();
         self.depth -= 1;
         self.quiet = quiet;
         let body = body.ok()?;

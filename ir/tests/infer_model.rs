@@ -380,3 +380,28 @@ fn the_registry_knows_the_zoo() {
     assert!(ops::lookup("com.microsoft", "Conv").is_none());
     assert!(ops::lookup("", "LSTM").is_none());
 }
+
+#[test]
+fn the_branch_a_known_condition_skips_is_not_inferred() {
+    // Shape-dependent code: the else branch would not fit these shapes.
+    let src = "
+graph @main(%x: f32[5]) -> (%z) {
+  %n = onnx.Size(%x)
+  %five = const i64[] dense<[5]>
+  %c = onnx.Equal(%n, %five)
+  %z = onnx.If(%c) {
+    then_branch = graph @then() -> (%t) { %t = onnx.Relu(%x) },
+    else_branch = graph @else() -> (%a) { %a, %b, %d, %e = onnx.Split(%x) {num_outputs = 4} }
+  }
+}";
+    let mut m = model_from(src);
+    infer_model(&mut m, &InferOptions { strict: true }).unwrap();
+    assert_eq!(type_of(&m, "z"), "f32[5]");
+    spa_ir::verify::verify_model(&m).unwrap();
+}
+
+fn model_from(src: &str) -> spa_ir::Model {
+    let mut m = parse(src);
+    m.opset_imports[0].version = 18;
+    m
+}

@@ -364,3 +364,26 @@ fn topk_onehot_argmax_nonzero() {
     let y = infer1(17, "%x: f32[2,3]", "%y = onnx.NonZero(%x)");
     assert_eq!(y.unwrap(), "i64[2,?]");
 }
+
+#[test]
+fn pad_amounts_computed_the_way_the_classic_exporter_does() {
+    // F.pad: Concat -> Reshape([-1, 2]) -> Slice(reverse) -> Transpose -> Reshape([-1]) -> Pad.
+    let body = "
+  %p = const i64[8] dense<[0, 0, 0, 0, 1, 2, 3, 4]>
+  %s1 = const i64[2] dense<[-1, 2]>
+  %r = onnx.Reshape(%p, %s1)
+  %st = const i64[1] dense<[-1]>
+  %en = const i64[1] dense<[-9223372036854775807]>
+  %ax = const i64[1] dense<[0]>
+  %sp = const i64[1] dense<[-1]>
+  %rev = onnx.Slice(%r, %st, %en, %ax, %sp)
+  %t = onnx.Transpose(%rev) {perm = [1, 0]}
+  %s2 = const i64[1] dense<[-1]>
+  %flat = onnx.Reshape(%t, %s2)
+  %y = onnx.Pad(%x, %flat)";
+    let m = model(17, "%x: f32[1,3,8,8]", body, &["y"]);
+    assert_eq!(known_ints(&m, "rev"), Some(vec![3, 4, 1, 2, 0, 0, 0, 0]));
+    assert_eq!(known_ints(&m, "flat"), Some(vec![3, 1, 0, 0, 4, 2, 0, 0]));
+    let y = infer1(17, "%x: f32[1,3,8,8]", body).unwrap();
+    assert_eq!(y, "f32[8,6,8,8]");
+}

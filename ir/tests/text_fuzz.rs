@@ -167,7 +167,10 @@ fn apply(src: &str, e: &Edit) -> String {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    // SPA_FUZZ_CASES raises the count for a longer run (see README).
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("SPA_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000)
+    ))]
 
     #[test]
     fn random_strings_never_panic(src in "\\PC{0,300}") {

@@ -553,8 +553,9 @@ mod fuzz {
     }
 
     proptest! {
+        // SPA_FUZZ_CASES raises the count for a longer run (see README).
         #![proptest_config(ProptestConfig {
-            cases: 2000,
+            cases: std::env::var("SPA_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000),
             failure_persistence: None,
             ..ProptestConfig::default()
         })]

@@ -239,8 +239,9 @@ fn transposed_extent(win: &Window, input: &Dim, out_pad: i64, axis: usize) -> Re
             Dim::Unknown
         });
     };
-    let out = (n - 1)
-        .checked_mul(s)
+    let out = n
+        .checked_sub(1)
+        .and_then(|v| v.checked_mul(s))
         .and_then(|v| v.checked_add(extra))
         .ok_or_else(overflow)?;
     if out < 1 {
@@ -258,7 +259,7 @@ fn conv_cost(cx: &CostCtx<'_>) -> Cost {
         let per_out = numel(w.get(1..)?)?;
         cx.out_numel(0)?.checked_mul(per_out)
     })();
-    let bias = if cx.node.input(2).is_some() {
+    let bias = if cx.node.op_type != "ConvInteger" && cx.node.input(2).is_some() {
         cx.out_numel(0).unwrap_or(0)
     } else {
         0
@@ -279,7 +280,7 @@ fn conv_transpose_cost(cx: &CostCtx<'_>) -> Cost {
         let per_in = numel(w.get(1..)?)?;
         cx.in_numel(0)?.checked_mul(per_in)
     })();
-    let bias = if cx.node.input(2).is_some() {
+    let bias = if cx.node.op_type != "ConvInteger" && cx.node.input(2).is_some() {
         cx.out_numel(0).unwrap_or(0)
     } else {
         0

@@ -236,11 +236,19 @@ fn arith_value(cx: &InferCtx<'_>, inputs: &[usize], dtype: Option<DType>) -> Opt
     let data: Vec<Data> = inputs.iter().map(|&i| cx.data(i)).collect::<Option<_>>()?;
     let refs: Vec<&Data> = data.iter().collect();
     let n = refs.len();
+    // A float sum of three or more would round once here but at every step at runtime.
+    if op == "Sum" && n > 2 && dtype.is_some_and(|d| d.is_float()) {
+        return None;
+    }
     data::map_broadcast(&refs, dtype?, MAX_VALUE_ELEMENTS, |s| {
         let (first, rest) = s.split_first()?;
         if op == "Mean" {
-            let sum: f64 = s.iter().map(|x| x.as_f64()).sum();
-            return Some(Scalar::F(sum / n as f64));
+            // Only for integers: a float sum-then-divide may round differently at runtime.
+            let sum = s.iter().try_fold(0i64, |acc, x| match x {
+                Scalar::I(v) => acc.checked_add(*v),
+                Scalar::F(_) => None,
+            })?;
+            return Some(Scalar::I(sum / n as i64));
         }
         rest.iter()
             .try_fold(*first, |acc, &x| data::arith(op, acc, x, fmod))

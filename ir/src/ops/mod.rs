@@ -12,6 +12,13 @@
 //! inconsistency is (`cannot broadcast f32[1,4] with f32[1,5]`), as a reason string that the caller
 //! wraps with the node's name.
 //!
+//! Partly known shape data is propagated too: `Shape` of a tensor with a symbolic batch gives
+//! `[batch, 3, 224, 224]`, which `Gather`, `Slice`, `Concat`, `Unsqueeze`, `Cast` carry to a
+//! `Reshape`, `Expand`, `ConstantOfShape` or `Resize`, whose output then keeps the symbol.
+//!
+//! **Adding an op**: write its `infer` (and `cost`) in its family's file, add one line to that
+//! file's `OPS` table, and test it in `ir/tests/infer_<family>.rs`.
+//!
 //! **Cost convention.** FLOPs count a multiply-add as 2: a Conv, ConvTranspose, MatMul or Gemm
 //! costs `2 * MACs`, plus one per output element for a bias or Gemm's `C`. Elementwise ops and
 //! activations cost one per output element, BatchNormalization 2 (a scale and a shift),
@@ -38,8 +45,10 @@ mod softmax;
 pub use couple::couple;
 pub use data::Data;
 
+use crate::attr::AttrValue;
 use crate::dtype::DType;
 use crate::graph::{Graph, Node, ValueId};
+use crate::infer::GraphTypes;
 use crate::model::Model;
 use crate::tensor::Tensor;
 use crate::types::{Axis, Dim, TensorType, Type};
@@ -460,12 +469,8 @@ pub fn registered_ops() -> Vec<&'static str> {
 /// counts both branches, a `Loop` one iteration), with types from inference. Calls to
 /// model-local functions and unknown ops cost nothing.
 pub fn model_cost(model: &Model) -> Cost {
-    match crate::infer::infer_types(model) {
-        Ok(result) => graph_cost(model, &model.graph, &|v| result.ty(v)),
-        Err(_) => graph_cost(model, &model.graph, &|v| {
-            model.graph.try_value(v).map(|val| &val.ty)
-        }),
-    }
+    let inferred = crate::infer::infer_types(model).ok();
+    graph_cost(model, &model.graph, inferred.as_ref().map(|r| r.graph()))
 }
 
 /// Total FLOPs of a model (see [`model_cost`]).
@@ -473,23 +478,32 @@ pub fn model_flops(model: &Model) -> u64 {
     model_cost(model).flops
 }
 
-fn graph_cost<'a>(
-    model: &Model,
-    graph: &'a Graph,
-    ty: &dyn Fn(ValueId) -> Option<&'a Type>,
-) -> Cost {
-    let opset = model.opset("").unwrap_or(17);
+/// Cost of a graph with inferred types when there are some, else the declared ones.
+fn graph_cost(model: &Model, graph: &Graph, types: Option<&GraphTypes>) -> Cost {
+    let opset = model.opset("").unwrap_or(crate::infer::DEFAULT_OPSET);
+    let ty = |v: ValueId| {
+        types
+            .and_then(|t| t.ty(v))
+            .or_else(|| graph.try_value(v).map(|val| &val.ty))
+    };
+    let tensor = |v: Option<ValueId>| v.and_then(ty).and_then(|t| t.as_tensor());
     let mut total = Cost::default();
     for id in graph.node_ids() {
         let node = graph.node(id);
-        for sub in node.subgraphs() {
-            // Body types were written by inference, if it ran; use what the body has.
-            total = total + graph_cost(model, sub, &|v| sub.try_value(v).map(|val| &val.ty));
+        for (ai, attr) in node.attrs.iter().enumerate() {
+            let bodies: &[Graph] = match &attr.value {
+                AttrValue::Graph(g) => std::slice::from_ref(g.as_ref()),
+                AttrValue::Graphs(gs) => gs,
+                _ => continue,
+            };
+            for (gi, body) in bodies.iter().enumerate() {
+                let sub = types.and_then(|t| t.subgraph(id, ai, gi));
+                total = total + graph_cost(model, body, sub);
+            }
         }
         let Some(op) = lookup_node(node) else {
             continue;
         };
-        let tensor = |v: Option<ValueId>| v.and_then(ty).and_then(|t| t.as_tensor());
         let cx = CostCtx {
             node,
             opset,
@@ -748,7 +762,8 @@ impl Window {
             .ok_or_else(overflow)?;
         let Dim::Known(n) = input else {
             // The window leaves a dim unchanged only when it is one element wide after padding.
-            return Ok(if s == 1 && dk - pb - pe == 1 {
+            let identity = dk.checked_sub(pb).and_then(|v| v.checked_sub(pe)) == Some(1);
+            return Ok(if s == 1 && identity {
                 input.clone()
             } else {
                 Dim::Unknown
@@ -758,7 +773,7 @@ impl Window {
             .checked_add(pb)
             .and_then(|x| x.checked_add(pe))
             .ok_or_else(overflow)?;
-        let room = padded - dk;
+        let room = padded.checked_sub(dk).ok_or_else(overflow)?;
         if room < 0 {
             return Err(format!(
                 "window of size {dk} does not fit in the padded input of size {padded} on spatial axis {axis}"
@@ -770,7 +785,7 @@ impl Window {
             room / s + 1
         };
         // A last window that would start in the end padding is dropped (ONNX, PyTorch).
-        if self.ceil_mode && (out - 1).saturating_mul(s) >= n + pb {
+        if self.ceil_mode && (out - 1).saturating_mul(s) >= n.saturating_add(pb) {
             out -= 1;
         }
         Ok(Dim::Known(out))

@@ -226,7 +226,7 @@ fn flatten(cx: &InferCtx<'_>) -> Result<Vec<Inferred>, String> {
     };
     let r = x.len() as i64;
     let a = cx.attr_int("axis", 1);
-    let a = if a < 0 { a + r } else { a };
+    let a = if a < 0 { a.saturating_add(r) } else { a };
     if !(0..=r).contains(&a) {
         return Err(format!(
             "axis {} is out of range for rank {r}",

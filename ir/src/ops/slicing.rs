@@ -182,7 +182,10 @@ fn split(cx: &InferCtx<'_>) -> Result<Vec<Inferred>, String> {
         Some(match dim.known() {
             Some(d) if n > 0 => {
                 let chunk = super::div_ceil(d, n);
-                let last = d - chunk * (n - 1);
+                let last = chunk
+                    .checked_mul(n - 1)
+                    .and_then(|used| d.checked_sub(used))
+                    .ok_or("split size overflows")?;
                 if last < 0 {
                     return Err(format!(
                         "axis {a} of size {d} cannot be split into {n} outputs"
@@ -250,7 +253,8 @@ fn split(cx: &InferCtx<'_>) -> Result<Vec<Inferred>, String> {
 /// Start and element count of a slice of a known extent (ONNX clamping rules).
 pub(crate) fn slice_extent(start: i64, end: i64, step: i64, dim: i64) -> (i64, i64) {
     let (s, e) = (start as i128, end as i128);
-    let (d, st) = (dim as i128, step as i128);
+    // A negative extent (from a bad declaration) is treated as empty.
+    let (d, st) = (dim.max(0) as i128, step as i128);
     let s = if s < 0 { s + d } else { s };
     let e = if e < 0 { e + d } else { e };
     let (s, len) = if st > 0 {
