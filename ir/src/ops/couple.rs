@@ -424,9 +424,44 @@ fn gather(cx: &CoupleCtx<'_>) -> Option<Coupling> {
     for k in axis + 1..r {
         c.same(OUT(0, k + ri - 1), IN(0, k));
     }
-    c.pin(IN(0, axis), "gathered axis");
-    for j in 0..ri {
-        c.same(OUT(0, axis + j), IN(1, j));
+    // Constant 1-D indices that pick a contiguous ascending range act like a Slice: the data axis
+    // is (before, picked, after) and prune rewrites the indices. Anything else (a single index, a
+    // permutation, repeats) keeps the gathered axis whole.
+    let n = cx.dims(Operand::In(0))?.get(axis).copied().unwrap_or(-1);
+    let range = (ri == 1 && n > 0)
+        .then(|| cx.ints(1))
+        .flatten()
+        .map(|v| {
+            v.iter()
+                .map(|&i| if i < 0 { i + n } else { i })
+                .collect::<Vec<i64>>()
+        })
+        .filter(|v| {
+            !v.is_empty()
+                && v.windows(2).all(|w| w[1] == w[0] + 1)
+                && v[0] >= 0
+                && v[v.len() - 1] < n
+        });
+    match range {
+        Some(v) => {
+            let (s, e) = (v[0], v[v.len() - 1] + 1);
+            let mut parts = Vec::new();
+            if s > 0 {
+                parts.push(Term::Fresh(0, s as u64));
+            }
+            parts.push(OUT(0, axis));
+            if e < n {
+                parts.push(Term::Fresh(1, (n - e) as u64));
+            }
+            c.same(IN(0, axis), Term::Cat(parts));
+            c.fix(IN(1, 0), "index vector");
+        }
+        None => {
+            c.pin(IN(0, axis), "gathered axis");
+            for j in 0..ri {
+                c.same(OUT(0, axis + j), IN(1, j));
+            }
+        }
     }
     Some(c)
 }

@@ -592,6 +592,35 @@ fn fix_parameters(
                     set_int_input(graph, n, 2, &ne);
                 }
             }
+            "Gather" => {
+                // Contiguous index ranges (the only gathers whose axis can shrink): recompute.
+                let (Some(old_in), Some(in0)) = (old_in, in0) else {
+                    continue;
+                };
+                let r = old_in.len() as i64;
+                let a = node.attr_int("axis").unwrap_or(0);
+                let a = if a < 0 { a + r } else { a } as usize;
+                let (Some(kept), Some(idx_v)) = (changed.get(&(in0, a)), node.input(1)) else {
+                    continue;
+                };
+                let Some(idx) = graph.constant_ints(idx_v) else {
+                    continue;
+                };
+                let len = old_in[a];
+                let idx: Vec<i64> = idx
+                    .iter()
+                    .map(|&i| if i < 0 { i + len } else { i })
+                    .collect();
+                let (Some(&s), Some(&last)) = (idx.first(), idx.last()) else {
+                    continue;
+                };
+                let new_s = kept.partition_point(|&p| (p as i64) < s) as i64;
+                let new_e = kept.partition_point(|&p| (p as i64) <= last) as i64;
+                let new: Vec<i64> = (new_s..new_e).collect();
+                if new != idx {
+                    set_int_input(graph, n, 1, &new);
+                }
+            }
             "Conv" | "ConvTranspose" => {
                 let w = dims_of(graph, node.input(1));
                 let group = node.attr_int("group").unwrap_or(1);
