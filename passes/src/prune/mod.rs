@@ -411,7 +411,13 @@ fn dims_of(graph: &Graph, v: Option<ValueId>) -> Option<Vec<i64>> {
 
 /// Point input `i` of node `n` at a new constant holding `values` (a fresh value, so that a
 /// constant shared with other nodes is left alone).
-fn set_int_input(graph: &mut Graph, n: spa_ir::NodeId, i: usize, values: &[i64]) {
+fn set_int_input(
+    graph: &mut Graph,
+    taken: &mut HashSet<String>,
+    n: spa_ir::NodeId,
+    i: usize,
+    values: &[i64],
+) {
     let Some(old) = graph.node(n).input(i) else {
         return;
     };
@@ -435,11 +441,6 @@ fn set_int_input(graph: &mut Graph, n: spa_ir::NodeId, i: usize, values: &[i64])
         _ => Tensor::from_i64(dims.clone(), values),
     };
     let base = format!("{}_pruned", old_val.name);
-    let taken = graph
-        .names()
-        .keys()
-        .map(|s| s.to_string())
-        .collect::<std::collections::HashSet<_>>();
     let mut name = base.clone();
     let mut k = 1;
     while taken.contains(&name) {
@@ -447,6 +448,7 @@ fn set_int_input(graph: &mut Graph, n: spa_ir::NodeId, i: usize, values: &[i64])
         k += 1;
     }
     t.name = name.clone();
+    taken.insert(name.clone());
     let mut val = spa_ir::Value::new(name, Type::tensor(t.dtype, &dims), ValueDef::Const);
     val.init = Some(t);
     let id = graph.add_value(val);
@@ -459,6 +461,11 @@ fn fix_parameters(
     changed: &HashMap<(ValueId, usize), Vec<u64>>,
     opset: i64,
 ) -> Result<(), spa_ir::IrError> {
+    let mut taken: HashSet<String> = graph
+        .value_ids()
+        .map(|v| graph.value(v).name.clone())
+        .collect();
+    let changed_values: HashSet<ValueId> = changed.keys().map(|&(v, _)| v).collect();
     let ids: Vec<_> = graph.node_ids().collect();
     for n in ids {
         let node = graph.node(n);
@@ -467,7 +474,7 @@ fn fix_parameters(
             .iter()
             .chain(node.outputs.iter())
             .flatten()
-            .any(|v| changed.keys().any(|(w, _)| w == v));
+            .any(|v| changed_values.contains(v));
         if !touched || !node.canonical_domain().is_empty() {
             continue;
         }
@@ -499,7 +506,7 @@ fn fix_parameters(
                     }
                 }
                 if s != old {
-                    set_int_input(graph, n, 1, &s);
+                    set_int_input(graph, &mut taken, n, 1, &s);
                 }
             }
             "Expand" => {
@@ -519,7 +526,7 @@ fn fix_parameters(
                     }
                 }
                 if s != old {
-                    set_int_input(graph, n, 1, &s);
+                    set_int_input(graph, &mut taken, n, 1, &s);
                 }
             }
             "Split" => {
@@ -537,7 +544,7 @@ fn fix_parameters(
                 if opset < 13 || node.attr("split").is_some() {
                     graph.node_mut(n).set_attr("split", AttrValue::Ints(sizes));
                 } else if node.input(1).is_some() {
-                    set_int_input(graph, n, 1, &sizes);
+                    set_int_input(graph, &mut taken, n, 1, &sizes);
                 } else if sizes.windows(2).any(|w| w[0] != w[1]) {
                     // num_outputs splits evenly; uneven sizes need the explicit input.
                     let mut t = Tensor::from_i64(vec![sizes.len() as i64], &sizes);
@@ -586,10 +593,10 @@ fn fix_parameters(
                     }
                 }
                 if ns != starts {
-                    set_int_input(graph, n, 1, &ns);
+                    set_int_input(graph, &mut taken, n, 1, &ns);
                 }
                 if ne != ends {
-                    set_int_input(graph, n, 2, &ne);
+                    set_int_input(graph, &mut taken, n, 2, &ne);
                 }
             }
             "Gather" => {
@@ -618,7 +625,7 @@ fn fix_parameters(
                 let new_e = kept.partition_point(|&p| (p as i64) <= last) as i64;
                 let new: Vec<i64> = (new_s..new_e).collect();
                 if new != idx {
-                    set_int_input(graph, n, 1, &new);
+                    set_int_input(graph, &mut taken, n, 1, &new);
                 }
             }
             "Conv" | "ConvTranspose" => {
@@ -643,7 +650,7 @@ fn fix_parameters(
             "Resize" => {
                 if let (Some(sv), Some(new_out)) = (node.input(3), new_out) {
                     if graph.constant(sv).is_some() {
-                        set_int_input(graph, n, 3, &new_out);
+                        set_int_input(graph, &mut taken, n, 3, &new_out);
                     }
                 }
             }

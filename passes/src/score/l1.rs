@@ -1,6 +1,6 @@
 //! `l1`: sum of absolute values of each channel's weights.
 
-use super::{Criterion, MemberView};
+use super::Criterion;
 
 pub struct L1;
 
@@ -9,7 +9,7 @@ impl Criterion for L1 {
         "l1"
     }
 
-    fn member_scores(&self, m: &MemberView<'_>) -> Vec<f64> {
-        m.per_channel(|acc, w| acc + (w as f64).abs())
+    fn element(&self, w: f32) -> f64 {
+        (w as f64).abs()
     }
 }

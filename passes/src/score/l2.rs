@@ -1,6 +1,6 @@
 //! `l2`: Euclidean norm of each channel's weights within one member tensor.
 
-use super::{Criterion, MemberView};
+use super::Criterion;
 
 pub struct L2;
 
@@ -9,9 +9,12 @@ impl Criterion for L2 {
         "l2"
     }
 
-    fn member_scores(&self, m: &MemberView<'_>) -> Vec<f64> {
-        let mut s = m.per_channel(|acc, w| acc + (w as f64) * (w as f64));
-        s.iter_mut().for_each(|x| *x = x.sqrt());
-        s
+    fn element(&self, w: f32) -> f64 {
+        let w = w as f64;
+        w * w
+    }
+
+    fn finish(&self, sum: f64) -> f64 {
+        sum.sqrt()
     }
 }

@@ -12,49 +12,23 @@ use crate::group::{AtomTerm, GroupAnalysis};
 use crate::manager::PassContext;
 use crate::options::{OptionDecl, OptionKind, Options};
 use crate::registry::{Pass, PassInfo};
+use rayon::prelude::*;
 use spa_ir::{Graph, Model, ValueId};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
-/// One member tensor of a group, seen as `[outer, channels-axis, inner]` with the channel of each
-/// position along the axis.
-pub struct MemberView<'a> {
-    pub data: &'a [f32],
-    pub outer: usize,
-    pub axis_len: usize,
-    pub inner: usize,
-    /// The group channel at each position along the axis (`None`: another group's part).
-    pub channel_of: &'a [Option<u32>],
-    pub channels: usize,
-}
-
-impl MemberView<'_> {
-    /// Fold `f` over the elements of each channel.
-    pub fn per_channel(&self, f: impl Fn(f64, f32) -> f64) -> Vec<f64> {
-        let mut acc = vec![0.0f64; self.channels];
-        for o in 0..self.outer {
-            for p in 0..self.axis_len {
-                let Some(c) = self.channel_of[p] else {
-                    continue;
-                };
-                let start = (o * self.axis_len + p) * self.inner;
-                if let Some(slice) = self.data.get(start..start + self.inner) {
-                    let a = &mut acc[c as usize];
-                    for &w in slice {
-                        *a = f(*a, w);
-                    }
-                }
-            }
-        }
-        acc
-    }
-}
-
-/// An importance criterion: a per-member, per-channel score; the score pass reduces across
-/// members. Higher means more important.
+/// An importance criterion, as a per-element magnitude summed over each channel's slice of a
+/// member tensor and then finished (`l2`: sum of squares, then the square root). The score pass sums
+/// each axis of each member tensor in one pass and reduces across members. Higher means more
+/// important.
 pub trait Criterion: Sync {
     fn name(&self) -> &'static str;
-    /// Scores of the group's channels from one member tensor.
-    fn member_scores(&self, member: &MemberView<'_>) -> Vec<f64>;
+    /// Contribution of one weight.
+    fn element(&self, w: f32) -> f64;
+    /// Turn a channel's summed contributions within one member into its score.
+    fn finish(&self, sum: f64) -> f64 {
+        sum
+    }
     /// Scores that do not look at weights (random): the group's channels directly.
     fn group_scores(&self, _space: usize, _channels: usize) -> Option<Vec<f64>> {
         None
@@ -149,6 +123,77 @@ fn is_statistic(graph: &Graph, users: &[Vec<(spa_ir::NodeId, usize)>], v: ValueI
             .all(|&(n, i)| graph.node(n).op_type == "BatchNormalization" && (i == 3 || i == 4))
 }
 
+/// Per-position sums of `crit.element` along every axis of a tensor, in one pass: rows along the
+/// last axis are contiguous, so the last axis accumulates element-wise and the others take row
+/// totals.
+fn axis_sums(t: &spa_ir::Tensor, crit: &dyn Criterion) -> Result<Vec<Vec<f64>>, PassError> {
+    let ir = |source| PassError::Ir {
+        pass: "score".into(),
+        source,
+    };
+    let dims: Vec<usize> = t.dims.iter().map(|&d| d.max(0) as usize).collect();
+    let Some((&last, outer_dims)) = dims.split_last() else {
+        return Ok(Vec::new());
+    };
+    let mut sums: Vec<Vec<f64>> = dims.iter().map(|&d| vec![0.0; d]).collect();
+    let rows: usize = outer_dims.iter().product();
+    if last == 0 || rows == 0 {
+        return Ok(sums);
+    }
+    let raw = t.raw_bytes().map_err(ir)?;
+    let owned;
+    let values: &[f32] = if t.dtype == spa_ir::DType::F32 {
+        // Read f32 in place only when aligned; otherwise convert once.
+        match bytemuck_f32(&raw) {
+            Some(v) => v,
+            None => {
+                owned = t.to_f32().map_err(ir)?;
+                &owned
+            }
+        }
+    } else {
+        owned = t.to_f32().map_err(ir)?;
+        &owned
+    };
+    if values.len() < rows * last {
+        return Ok(sums);
+    }
+    let mut coord = vec![0usize; outer_dims.len()];
+    let (last_sums, outer_sums) = match sums.split_last_mut() {
+        Some(x) => x,
+        None => return Ok(Vec::new()),
+    };
+    for row in values.chunks_exact(last).take(rows) {
+        let mut total = 0.0f64;
+        for (acc, &w) in last_sums.iter_mut().zip(row) {
+            let e = crit.element(w);
+            *acc += e;
+            total += e;
+        }
+        for (k, s) in outer_sums.iter_mut().enumerate() {
+            s[coord[k]] += total;
+        }
+        // Odometer over the outer axes.
+        for k in (0..coord.len()).rev() {
+            coord[k] += 1;
+            if coord[k] < outer_dims[k] {
+                break;
+            }
+            coord[k] = 0;
+        }
+    }
+    Ok(sums)
+}
+
+/// View little-endian f32 bytes as `&[f32]` when the platform is little-endian and the bytes are
+/// aligned (memory-mapped weights usually are).
+fn bytemuck_f32(raw: &[u8]) -> Option<&[f32]> {
+    if cfg!(target_endian = "big") {
+        return None;
+    }
+    bytemuck::try_cast_slice(raw).ok()
+}
+
 /// Score every channel space of `groups`.
 pub fn score(
     model: &Model,
@@ -159,72 +204,78 @@ pub fn score(
 ) -> Result<Scores, PassError> {
     let graph = &model.graph;
     let users = graph.users();
-    let mut per_space = Vec::with_capacity(groups.spaces.len());
-    for (sid, &a) in groups.spaces.iter().enumerate() {
-        let atom = &groups.atoms[a];
-        let n = atom.size.unwrap_or(0) as usize;
-        let mut scores = match crit.group_scores(sid, n) {
-            Some(s) => s,
-            None => {
-                let mut members: Vec<Vec<f64>> = Vec::new();
-                for &(v, k) in &atom.members {
-                    if graph.constant(v).is_none() || is_statistic(graph, &users, v) {
-                        continue;
-                    }
-                    let (Some(t), Some(term)) = (graph.constant(v), groups.terms.get(&(v, k)))
-                    else {
-                        continue;
-                    };
-                    if !t.dtype.is_float() {
-                        continue;
-                    }
-                    let data = t.to_f32().map_err(|source| PassError::Ir {
-                        pass: "score".into(),
-                        source,
-                    })?;
-                    let dims: Vec<usize> = t.dims.iter().map(|&d| d.max(0) as usize).collect();
-                    let Some(map) = channel_map(groups, term, a) else {
-                        continue;
-                    };
-                    if k >= dims.len() || map.len() != dims[k] {
-                        continue;
-                    }
-                    let view = MemberView {
-                        data: &data,
-                        outer: dims[..k].iter().product(),
-                        axis_len: dims[k],
-                        inner: dims[k + 1..].iter().product(),
-                        channel_of: &map,
-                        channels: n,
-                    };
-                    members.push(crit.member_scores(&view));
+    // Member tensors: float constants that are learned parameters.
+    let mut members: Vec<ValueId> = Vec::new();
+    for &a in &groups.spaces {
+        for &(v, _) in &groups.atoms[a].members {
+            if let Some(t) = graph.constant(v) {
+                if t.dtype.is_float() && !is_statistic(graph, &users, v) && !members.contains(&v) {
+                    members.push(v);
                 }
-                let mut s = vec![0.0; n];
-                for m in &members {
-                    for (acc, &x) in s.iter_mut().zip(m) {
-                        *acc = match reduce {
-                            Reduce::Sum | Reduce::Mean => *acc + x,
-                            Reduce::Max => acc.max(x),
-                        };
-                    }
-                }
-                if reduce == Reduce::Mean && !members.is_empty() {
-                    let k = members.len() as f64;
-                    s.iter_mut().for_each(|x| *x /= k);
-                }
-                s
             }
-        };
-        let denom = match normalize {
-            Normalize::None => 1.0,
-            Normalize::Mean => scores.iter().sum::<f64>() / scores.len().max(1) as f64,
-            Normalize::Max => scores.iter().cloned().fold(0.0, f64::max),
-        };
-        if denom > 0.0 && denom.is_finite() {
-            scores.iter_mut().for_each(|x| *x /= denom);
         }
-        per_space.push(scores);
     }
+    let sums: HashMap<ValueId, Vec<Vec<f64>>> = members
+        .par_iter()
+        .filter_map(|&v| graph.constant(v).map(|t| (v, t)))
+        .map(|(v, t)| axis_sums(t, crit).map(|s| (v, s)))
+        .collect::<Result<_, _>>()?;
+    let per_space: Vec<Vec<f64>> = groups
+        .spaces
+        .par_iter()
+        .enumerate()
+        .map(|(sid, &a)| {
+            let atom = &groups.atoms[a];
+            let n = atom.size.unwrap_or(0) as usize;
+            let mut scores = match crit.group_scores(sid, n) {
+                Some(s) => s,
+                None => {
+                    let mut s = vec![0.0; n];
+                    let mut count = 0usize;
+                    for &(v, k) in &atom.members {
+                        let (Some(axes), Some(term)) = (sums.get(&v), groups.terms.get(&(v, k)))
+                        else {
+                            continue;
+                        };
+                        let (Some(pos), Some(map)) = (axes.get(k), channel_map(groups, term, a))
+                        else {
+                            continue;
+                        };
+                        if map.len() != pos.len() {
+                            continue;
+                        }
+                        let mut member = vec![0.0; n];
+                        for (&p, c) in pos.iter().zip(&map) {
+                            if let Some(m) = c.and_then(|c| member.get_mut(c as usize)) {
+                                *m += p;
+                            }
+                        }
+                        for (acc, m) in s.iter_mut().zip(member) {
+                            let x = crit.finish(m);
+                            *acc = match reduce {
+                                Reduce::Sum | Reduce::Mean => *acc + x,
+                                Reduce::Max => acc.max(x),
+                            };
+                        }
+                        count += 1;
+                    }
+                    if reduce == Reduce::Mean && count > 0 {
+                        s.iter_mut().for_each(|x| *x /= count as f64);
+                    }
+                    s
+                }
+            };
+            let denom = match normalize {
+                Normalize::None => 1.0,
+                Normalize::Mean => scores.iter().sum::<f64>() / scores.len().max(1) as f64,
+                Normalize::Max => scores.iter().cloned().fold(0.0, f64::max),
+            };
+            if denom > 0.0 && denom.is_finite() {
+                scores.iter_mut().for_each(|x| *x /= denom);
+            }
+            scores
+        })
+        .collect();
     Ok(Scores {
         criterion: crit.name().to_string(),
         per_space,

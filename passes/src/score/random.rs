@@ -1,6 +1,6 @@
 //! `random`: uniform scores from a seeded generator (a baseline), independent of the weights.
 
-use super::{Criterion, MemberView};
+use super::Criterion;
 
 pub struct Random {
     pub seed: u64,
@@ -20,8 +20,8 @@ impl Criterion for Random {
         "random"
     }
 
-    fn member_scores(&self, m: &MemberView<'_>) -> Vec<f64> {
-        vec![0.0; m.channels]
+    fn element(&self, _w: f32) -> f64 {
+        0.0
     }
 
     fn group_scores(&self, space: usize, channels: usize) -> Option<Vec<f64>> {
