@@ -25,6 +25,17 @@ pub trait Criterion: Sync {
     fn name(&self) -> &'static str;
     /// Contribution of one weight.
     fn element(&self, w: f32) -> f64;
+    /// Add a row's contributions position-wise into `acc`; returns the row's total. (A default
+    /// method, so `element` is called statically for each criterion.)
+    fn accumulate_row(&self, row: &[f32], acc: &mut [f64]) -> f64 {
+        let mut total = 0.0;
+        for (a, &w) in acc.iter_mut().zip(row) {
+            let e = self.element(w);
+            *a += e;
+            total += e;
+        }
+        total
+    }
     /// Turn a channel's summed contributions within one member into its score.
     fn finish(&self, sum: f64) -> f64 {
         sum
@@ -132,44 +143,30 @@ fn axis_sums(t: &spa_ir::Tensor, crit: &dyn Criterion) -> Result<Vec<Vec<f64>>, 
         source,
     };
     let dims: Vec<usize> = t.dims.iter().map(|&d| d.max(0) as usize).collect();
-    let Some((&last, outer_dims)) = dims.split_last() else {
+    if dims.is_empty() {
         return Ok(Vec::new());
-    };
-    let mut sums: Vec<Vec<f64>> = dims.iter().map(|&d| vec![0.0; d]).collect();
+    }
+    // Rows are the trailing axes merged until they are long enough to stream well (a 3x3 kernel
+    // row would be all overhead); their sums are split back per axis at the end.
+    let mut split = dims.len() - 1;
+    while split > 0 && dims[split..].iter().product::<usize>() < 256 {
+        split -= 1;
+    }
+    let outer_dims = &dims[..split];
+    let last: usize = dims[split..].iter().product();
+    let mut sums: Vec<Vec<f64>> = outer_dims.iter().map(|&d| vec![0.0; d]).collect();
+    sums.push(vec![0.0; last]);
     let rows: usize = outer_dims.iter().product();
     if last == 0 || rows == 0 {
-        return Ok(sums);
-    }
-    let raw = t.raw_bytes().map_err(ir)?;
-    let owned;
-    let values: &[f32] = if t.dtype == spa_ir::DType::F32 {
-        // Read f32 in place only when aligned; otherwise convert once.
-        match bytemuck_f32(&raw) {
-            Some(v) => v,
-            None => {
-                owned = t.to_f32().map_err(ir)?;
-                &owned
-            }
-        }
-    } else {
-        owned = t.to_f32().map_err(ir)?;
-        &owned
-    };
-    if values.len() < rows * last {
-        return Ok(sums);
+        return Ok(dims.iter().map(|&d| vec![0.0; d]).collect());
     }
     let mut coord = vec![0usize; outer_dims.len()];
     let (last_sums, outer_sums) = match sums.split_last_mut() {
         Some(x) => x,
         None => return Ok(Vec::new()),
     };
-    for row in values.chunks_exact(last).take(rows) {
-        let mut total = 0.0f64;
-        for (acc, &w) in last_sums.iter_mut().zip(row) {
-            let e = crit.element(w);
-            *acc += e;
-            total += e;
-        }
+    let mut add_row = |row: &[f32]| {
+        let total = crit.accumulate_row(row, last_sums);
         for (k, s) in outer_sums.iter_mut().enumerate() {
             s[coord[k]] += total;
         }
@@ -181,17 +178,53 @@ fn axis_sums(t: &spa_ir::Tensor, crit: &dyn Criterion) -> Result<Vec<Vec<f64>>, 
             }
             coord[k] = 0;
         }
+    };
+    let raw = t.raw_bytes().map_err(ir)?;
+    if t.dtype == spa_ir::DType::F32 && cfg!(target_endian = "little") {
+        // f32 weights are read in place when aligned, else a row at a time through a buffer.
+        if raw.len() < rows * last * 4 {
+            return Ok(Vec::new());
+        }
+        let mut buf = vec![0f32; last];
+        for row in raw.chunks_exact(last * 4).take(rows) {
+            match bytemuck::try_cast_slice::<u8, f32>(row) {
+                Ok(v) => add_row(v),
+                Err(_) => {
+                    for (b, w) in buf.iter_mut().zip(row.chunks_exact(4)) {
+                        *b = f32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+                    }
+                    add_row(&buf);
+                }
+            }
+        }
+    } else {
+        let values = t.to_f32().map_err(ir)?;
+        if values.len() < rows * last {
+            return Ok(Vec::new());
+        }
+        for row in values.chunks_exact(last).take(rows) {
+            add_row(row);
+        }
     }
+    // Split the merged row sums back into the trailing axes.
+    let merged = sums.pop().unwrap_or_default();
+    let tail = &dims[split..];
+    let mut per_axis: Vec<Vec<f64>> = tail.iter().map(|&d| vec![0.0; d]).collect();
+    let mut c = vec![0usize; tail.len()];
+    for v in merged {
+        for (k, s) in per_axis.iter_mut().enumerate() {
+            s[c[k]] += v;
+        }
+        for k in (0..c.len()).rev() {
+            c[k] += 1;
+            if c[k] < tail[k] {
+                break;
+            }
+            c[k] = 0;
+        }
+    }
+    sums.extend(per_axis);
     Ok(sums)
-}
-
-/// View little-endian f32 bytes as `&[f32]` when the platform is little-endian and the bytes are
-/// aligned (memory-mapped weights usually are).
-fn bytemuck_f32(raw: &[u8]) -> Option<&[f32]> {
-    if cfg!(target_endian = "big") {
-        return None;
-    }
-    bytemuck::try_cast_slice(raw).ok()
 }
 
 /// Score every channel space of `groups`.
