@@ -13,6 +13,7 @@ use crate::manager::PassContext;
 use crate::options::{OptionDecl, OptionKind, Options};
 use crate::registry::{Pass, PassInfo};
 use crate::score::Scores;
+use rayon::prelude::*;
 use spa_ir::{AttrValue, Dim, Graph, Model, Tensor, Type, ValueDef, ValueId};
 use std::collections::{HashMap, HashSet};
 
@@ -330,31 +331,41 @@ pub fn apply(
     for ((v, k), p) in &changed {
         by_value.entry(*v).or_default().push((*k, p));
     }
-    // Constants (initializers and Constant nodes) are sliced or masked.
-    for (&v, axes) in &by_value {
-        let slice_one = |t: &Tensor| -> Result<Tensor, spa_ir::IrError> {
-            let mut t = t.clone();
-            for &(k, p) in axes {
-                t = if mask {
-                    slice::mask(&t, k, p)?
-                } else {
-                    slice::take(&t, k, p)?
-                };
-            }
-            Ok(t)
-        };
-        let val = graph.value(v);
-        if val.init.is_some() {
-            let new = slice_one(val.init.as_ref().ok_or_else(|| bad("init"))?)?;
-            graph.value_mut(v).init = Some(new);
-        } else if let ValueDef::Node(n, 0) = val.def {
-            let node = graph.node(n);
-            if node.op_type == "Constant" {
-                if let Some(t) = node.attr_tensor("value") {
-                    let new = slice_one(t)?;
-                    graph.node_mut(n).set_attr("value", AttrValue::Tensor(new));
+    // Constants (initializers and Constant nodes) are sliced or masked, in parallel.
+    let slice_one = |t: &Tensor, axes: &[(usize, &Vec<u64>)]| -> Result<Tensor, spa_ir::IrError> {
+        if !mask {
+            let axes: Vec<(usize, &[u64])> = axes.iter().map(|&(k, p)| (k, p.as_slice())).collect();
+            return slice::take_axes(t, &axes);
+        }
+        let mut t = t.clone();
+        for &(k, p) in axes {
+            t = slice::mask(&t, k, p)?;
+        }
+        Ok(t)
+    };
+    let g: &Graph = graph;
+    let jobs: Vec<(ValueId, &[(usize, &Vec<u64>)])> = by_value
+        .iter()
+        .map(|(&v, axes)| (v, axes.as_slice()))
+        .collect();
+    let sliced: Vec<(ValueId, Option<Tensor>)> = jobs
+        .par_iter()
+        .map(|&(v, axes)| {
+            let t = g.value(v).init.as_ref().or_else(|| match g.value(v).def {
+                ValueDef::Node(n, 0) if g.node(n).op_type == "Constant" => {
+                    g.node(n).attr_tensor("value")
                 }
-            }
+                _ => None,
+            });
+            t.map(|t| slice_one(t, axes)).transpose().map(|t| (v, t))
+        })
+        .collect::<Result<_, _>>()?;
+    for (v, new) in sliced {
+        let Some(new) = new else { continue };
+        if graph.value(v).init.is_some() {
+            graph.value_mut(v).init = Some(new);
+        } else if let ValueDef::Node(n, 0) = graph.value(v).def {
+            graph.node_mut(n).set_attr("value", AttrValue::Tensor(new));
         }
     }
     if mask {
@@ -389,13 +400,6 @@ pub fn apply(
         }
     }
     Ok(changed.len())
-}
-
-fn bad(what: &str) -> spa_ir::IrError {
-    spa_ir::IrError::BadTensor {
-        name: what.into(),
-        reason: "missing".into(),
-    }
 }
 
 fn dims_of(graph: &Graph, v: Option<ValueId>) -> Option<Vec<i64>> {
