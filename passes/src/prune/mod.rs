@@ -291,6 +291,9 @@ fn term_size(groups: &GroupAnalysis, t: &AtomTerm) -> u64 {
     }
 }
 
+/// An axis and the positions kept on it.
+type AxisKeep<'a> = (usize, &'a Vec<u64>);
+
 /// Apply kept channels: slice or mask constants, shrink types, fix size parameters.
 pub fn apply(
     model: &mut Model,
@@ -332,7 +335,7 @@ pub fn apply(
         by_value.entry(*v).or_default().push((*k, p));
     }
     // Constants (initializers and Constant nodes) are sliced or masked, in parallel.
-    let slice_one = |t: &Tensor, axes: &[(usize, &Vec<u64>)]| -> Result<Tensor, spa_ir::IrError> {
+    let slice_one = |t: &Tensor, axes: &[AxisKeep]| -> Result<Tensor, spa_ir::IrError> {
         if !mask {
             let axes: Vec<(usize, &[u64])> = axes.iter().map(|&(k, p)| (k, p.as_slice())).collect();
             return slice::take_axes(t, &axes);
@@ -344,7 +347,7 @@ pub fn apply(
         Ok(t)
     };
     let g: &Graph = graph;
-    let jobs: Vec<(ValueId, &[(usize, &Vec<u64>)])> = by_value
+    let jobs: Vec<(ValueId, &[AxisKeep])> = by_value
         .iter()
         .map(|(&v, axes)| (v, axes.as_slice()))
         .collect();
