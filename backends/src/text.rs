@@ -34,6 +34,15 @@ pub fn write_text_atomic(
         path: path.display().to_string(),
         source,
     };
+    if is_special_file(path) {
+        // A device or pipe (/dev/null, a FIFO) is written in place: renaming a temp file over it
+        // would replace the device node itself.
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(io)?;
+        return f.write_all(bytes).map_err(io);
+    }
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -45,6 +54,11 @@ pub fn write_text_atomic(
     tmp.write_all(bytes).map_err(io)?;
     tmp.persist(path).map_err(|e| io(e.error))?;
     Ok(())
+}
+
+/// Whether `path` exists and is neither a regular file nor a folder (a device, FIFO or socket).
+pub fn is_special_file(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
 }
 
 /// Whether two paths name the same existing file.

@@ -203,6 +203,24 @@ fn failing_pass_writes_nothing() {
     assert!(listing(dir.path()).is_empty());
 }
 
+/// Writing to a device writes through it: atomic replacement must not swap a temp file in for
+/// the device node.
+#[test]
+fn output_to_a_device_keeps_the_device() {
+    use std::os::unix::fs::FileTypeExt;
+    for out in [["-o", "/dev/null"], ["--emit=onnx", "-o"]] {
+        let mut args = vec!["tests/fixtures/mlp.onnx", "-q"];
+        args.extend(out);
+        if args.last() == Some(&"-o") {
+            args.push("/dev/null");
+        }
+        let o = run(&args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        let meta = std::fs::metadata("/dev/null").unwrap();
+        assert!(meta.file_type().is_char_device(), "/dev/null was replaced");
+    }
+}
+
 #[test]
 fn pipeline_flags() {
     let o = run(&[

@@ -205,6 +205,12 @@ pub fn write_onnx(
         }
     }
 
+    let special = crate::text::is_special_file(path);
+    if special && writes_data {
+        return Err(bad_path(
+            "it is a device or pipe, and the model needs an external data file beside it",
+        ));
+    }
     let mut stats = WriteStats {
         notes,
         ..WriteStats::default()
@@ -236,6 +242,19 @@ pub fn write_onnx(
         path: shown.clone(),
         source,
     };
+    if special {
+        // A device or pipe (/dev/null, a FIFO) is written in place: renaming a temp file over it
+        // would replace the device node itself.
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(io)?;
+        let mut sink = FileSink::new(&file);
+        proto.encode(&mut sink)?;
+        let (n, _) = sink.finish().map_err(io)?;
+        stats.bytes_written = n;
+        return Ok(stats);
+    }
     let tmp = temp_file(&dir).map_err(io)?;
     let mut sink = FileSink::new(tmp.as_file());
     proto.encode(&mut sink)?;
