@@ -252,12 +252,19 @@ fn transposed_extent(win: &Window, input: &Dim, out_pad: i64, axis: usize) -> Re
     Ok(Dim::Known(out))
 }
 
-/// `2 * out_elements * (C/group) * prod(kernel)`, plus one per output element for a bias.
-fn conv_cost(cx: &CostCtx<'_>) -> Cost {
+/// Conv: `2 * out_elements * (C/group) * prod(kernel)`; ConvTranspose: the same with the input's
+/// elements (each scatters into `(M/group) * prod(kernel)` outputs). Plus one per output element
+/// for a bias.
+fn window_cost(cx: &CostCtx<'_>, per_input_element: bool) -> Cost {
     let macs = (|| {
         let w = cx.in_dims(1)?;
-        let per_out = numel(w.get(1..)?)?;
-        cx.out_numel(0)?.checked_mul(per_out)
+        let per = numel(w.get(1..)?)?;
+        let n = if per_input_element {
+            cx.in_numel(0)?
+        } else {
+            cx.out_numel(0)?
+        };
+        n.checked_mul(per)
     })();
     let bias = if cx.node.op_type != "ConvInteger" && cx.node.input(2).is_some() {
         cx.out_numel(0).unwrap_or(0)
@@ -273,23 +280,10 @@ fn conv_cost(cx: &CostCtx<'_>) -> Cost {
     }
 }
 
-/// `2 * in_elements * (M/group) * prod(kernel)`, plus one per output element for a bias.
+fn conv_cost(cx: &CostCtx<'_>) -> Cost {
+    window_cost(cx, false)
+}
+
 fn conv_transpose_cost(cx: &CostCtx<'_>) -> Cost {
-    let macs = (|| {
-        let w = cx.in_dims(1)?;
-        let per_in = numel(w.get(1..)?)?;
-        cx.in_numel(0)?.checked_mul(per_in)
-    })();
-    let bias = if cx.node.op_type != "ConvInteger" && cx.node.input(2).is_some() {
-        cx.out_numel(0).unwrap_or(0)
-    } else {
-        0
-    };
-    Cost {
-        flops: macs
-            .and_then(|m| m.checked_mul(2))
-            .unwrap_or(0)
-            .saturating_add(bias),
-        params: cx.params(),
-    }
+    window_cost(cx, true)
 }
