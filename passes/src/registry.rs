@@ -36,10 +36,14 @@ pub struct PassRegistry {
 pub fn register_all_passes() -> PassRegistry {
     PassRegistry {
         passes: vec![
+            &crate::canonicalize::INFO,
             &crate::group::INFO,
             &crate::score::INFO,
             &crate::prune::INFO,
+            &transforms::fold_bn::INFO,
+            &transforms::cse::INFO,
             &transforms::dce::INFO,
+            &transforms::fold_constants::INFO,
             &transforms::fold_shapes::INFO,
             &transforms::shape_infer::INFO,
             &transforms::verify::INFO,
@@ -103,6 +107,47 @@ impl PassRegistry {
                     o.kind.type_name(),
                     o.help,
                     default
+                ));
+            }
+        }
+        out
+    }
+
+    /// The pass reference as Markdown (`docs/passes.md` is generated from this; a test fails when
+    /// the file is out of date).
+    pub fn markdown(&self) -> String {
+        let mut out = String::from(
+            "# Passes\n\n<!-- Generated from the pass registry (passes/src/registry.rs); do not edit.\n     \
+             Regenerate: SPA_UPDATE_DOCS=1 cargo test -p spa-passes --test docs -->\n\n\
+             Run passes with `spa-opt MODEL --pass='NAME{option=value,...},NAME,...'`; options take the \
+             defaults below when omitted. `spa-opt --list-passes` prints the same list.\n\n\
+             | pass | what it does |\n|---|---|\n",
+        );
+        for p in &self.passes {
+            out.push_str(&format!(
+                "| [`{}`](#{}) | {} |\n",
+                p.name, p.name, p.summary
+            ));
+        }
+        for p in &self.passes {
+            out.push_str(&format!("\n## `{}`\n\n{}.\n", p.name, p.summary));
+            if p.options.is_empty() {
+                out.push_str("\nNo options.\n");
+                continue;
+            }
+            out.push_str("\n| option | type | default | meaning |\n|---|---|---|---|\n");
+            for o in p.options {
+                let default = if o.default.is_empty() {
+                    "(none)".to_string()
+                } else {
+                    format!("`{}`", o.default)
+                };
+                out.push_str(&format!(
+                    "| `{}` | {} | {} | {} |\n",
+                    o.name,
+                    o.kind.type_name().replace('|', "\\|"),
+                    default,
+                    o.help.replace('|', "\\|")
                 ));
             }
         }

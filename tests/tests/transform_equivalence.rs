@@ -1,0 +1,162 @@
+//! Graph clean-up passes keep the function: for every fixture and every `.spa` case of
+//! `canonicalize`, `fold-bn`, `cse` and `fold-constants`, the model before and after computes the
+//! same outputs in tract, an independent executor (relative difference at most 1e-5, scaled by
+//! the largest magnitude), and no pass adds nodes.
+
+mod common;
+
+use common::tract_run;
+use spa_backends::onnx::{write_onnx, WriteOptions};
+use spa_frontends::onnx::{read_onnx, ReadOptions};
+use spa_ir::Model;
+use spa_passes::{register_all_passes, PassManager, RunConfig, RunOutput};
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn run_pipeline(model: &Model, pipeline: &str) -> Model {
+    let mut m = model.clone();
+    let p = register_all_passes()
+        .parse(pipeline)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut out = RunOutput::default();
+    PassManager::new(p, RunConfig::default())
+        .run(&mut m, &mut out)
+        .unwrap_or_else(|e| panic!("{pipeline}: {e}"));
+    m
+}
+
+fn write(model: &Model, dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    write_onnx(model, &path, &WriteOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    path
+}
+
+fn values(o: &tract_run::Output) -> Vec<f64> {
+    match o.0.as_str() {
+        "F32" => {
+            o.2.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)
+                .collect()
+        }
+        "I64" => {
+            o.2.chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64)
+                .collect()
+        }
+        _ => o.2.iter().map(|&b| b as f64).collect(),
+    }
+}
+
+fn rel_diff(a: &[f64], b: &[f64]) -> f64 {
+    let scale = a
+        .iter()
+        .chain(b)
+        .fold(0f64, |m, x| m.max(x.abs()))
+        .max(1e-30);
+    a.iter().zip(b).fold(0f64, |m, (x, y)| m.max((x - y).abs())) / scale
+}
+
+const PIPELINES: &[&str] = &[
+    "canonicalize",
+    "fold-bn",
+    "cse",
+    "fold-constants",
+    "canonicalize,fold-bn,cse,dce",
+    "canonicalize,group,score,prune{ratio=0.5},fold-bn,cse,dce",
+];
+
+/// Check every pipeline on one model; returns how many nodes the clean-up pipeline removed.
+fn check(name: &str, model: &Model, dir: &Path) -> usize {
+    let inputs = tract_run::inputs(model);
+    let original = write(model, dir, &format!("{name}.orig.onnx"));
+    let reference = tract_run::run(&original, &inputs).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+    let mut removed = 0;
+    for (k, pipeline) in PIPELINES.iter().enumerate() {
+        let out = run_pipeline(model, pipeline);
+        assert!(
+            out.graph.num_nodes() <= model.graph.num_nodes(),
+            "{name}: {pipeline} added nodes"
+        );
+        if k == 4 {
+            removed = model.graph.num_nodes() - out.graph.num_nodes();
+        }
+        let path = write(&out, dir, &format!("{name}.{k}.onnx"));
+        let got =
+            tract_run::run(&path, &inputs).unwrap_or_else(|e| panic!("{name} {pipeline}: {e:#}"));
+        assert_eq!(
+            reference.len(),
+            got.len(),
+            "{name} {pipeline}: output count"
+        );
+        for (r, g) in reference.iter().zip(&got) {
+            assert_eq!(r.1, g.1, "{name} {pipeline}: output shape");
+            if pipeline.contains("prune") {
+                continue; // pruning changes values by design; shapes must hold
+            }
+            let d = rel_diff(&values(r), &values(g));
+            assert!(d <= 1e-5, "{name} {pipeline}: outputs differ by {d}");
+        }
+    }
+    removed
+}
+
+const TRACT_UNSUPPORTED: &[&str] = &["dtypes.onnx"];
+
+#[test]
+fn fixtures_keep_their_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("fixtures"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
+        .collect();
+    files.sort();
+    let mut checked = 0;
+    let mut removed = 0;
+    for path in files {
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if TRACT_UNSUPPORTED.contains(&name.as_str()) {
+            continue;
+        }
+        let model = read_onnx(&path, &ReadOptions::default()).unwrap();
+        removed += check(&name, &model, dir.path());
+        checked += 1;
+    }
+    assert!(checked >= 11, "{checked}");
+    // constant_nodes.onnx and conv_bn_residual.onnx have Identity/Constant noise and BatchNorms.
+    assert!(
+        removed > 0,
+        "the clean-up pipeline removed nothing from any fixture"
+    );
+}
+
+/// `.spa` cases tract cannot run: random ops (outputs differ between runs by design).
+const SKIP_SPA: &[&str] = &["duplicates"];
+
+#[test]
+fn spa_cases_keep_their_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    for pass in ["canonicalize", "fold-bn", "cse", "fold-constants"] {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("passes").join(pass))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "spa"))
+            .collect();
+        files.sort();
+        for path in files {
+            let name = path.file_stem().unwrap().to_string_lossy().to_string();
+            if SKIP_SPA.contains(&name.as_str()) {
+                continue;
+            }
+            let src = std::fs::read_to_string(&path).unwrap();
+            let model = spa_ir::text::parse_model(&src).unwrap();
+            check(&format!("{pass}.{name}"), &model, dir.path());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "{checked}");
+}
