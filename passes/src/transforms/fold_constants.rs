@@ -1,8 +1,9 @@
 //! `fold-constants`: replace every value that can be computed without the graph inputs by a
 //! constant: shape computations inference derives (Shape -> Gather -> Concat chains over static
 //! shapes, as `fold-shapes`), then every node whose inputs are all constants, evaluated by the
-//! reference interpreter. Random ops are never folded, and results larger than `max-bytes` stay
-//! computed (folding would grow the file).
+//! reference interpreter. Random ops and (de)quantization are never folded (a folded
+//! DequantizeLinear would store an int8 weight as floats), and results larger than `max-bytes`
+//! stay computed (folding would grow the file).
 
 use crate::analysis::Preserved;
 use crate::error::PassError;
