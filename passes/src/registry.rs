@@ -39,6 +39,7 @@ pub fn register_all_passes() -> PassRegistry {
             &crate::group::INFO,
             &crate::score::INFO,
             &crate::prune::INFO,
+            &crate::sparsify::INFO,
             &transforms::dce::INFO,
             &transforms::fold_shapes::INFO,
             &transforms::shape_infer::INFO,
