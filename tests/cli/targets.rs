@@ -18,14 +18,23 @@ fn json_number(json: &str, key: &str) -> f64 {
 fn target_and_sparsify_usage_errors_exit_2() {
     let cases = [
         ("prune{ratio=0.3,target-flops=0.5}", "option 'ratio'"),
-        ("prune{target-flops=0.5,target-params=0.5}", "no other target"),
+        (
+            "prune{target-flops=0.5,target-params=0.5}",
+            "no other target",
+        ),
         ("prune{target-flops=1.5}", "0 < F <= 1"),
         ("prune{target-params=-0.1}", "option 'target-params'"),
         ("sparsify{sparsity=1.5}", "between 0 and 1"),
-        ("sparsify{sparsity=0.9,target-flops=0.5}", "option 'sparsity'"),
+        (
+            "sparsify{sparsity=0.9,target-flops=0.5}",
+            "option 'sparsity'",
+        ),
         ("sparsify{target-flops=2}", "0 < F <= 1"),
         ("sparsify{criterion=l2}", "one of magnitude"),
-        ("score{criterion=taylor}", "one of l1|l2|random|bn-scale|fpgm|lamp"),
+        (
+            "score{criterion=taylor}",
+            "one of l1|l2|random|bn-scale|fpgm|lamp",
+        ),
     ];
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.onnx");

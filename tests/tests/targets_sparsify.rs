@@ -270,7 +270,10 @@ fn sparsified_models_equal_independently_zeroed_ones() {
                 assert_eq!(x.1, y.1, "{name}: shapes");
                 assert_eq!(x.1, d.1, "{name}: shapes changed");
                 let (x, y, d) = (as_f32(x), as_f32(y), as_f32(d));
-                assert!(max_diff(&x, &y) <= 1e-6, "{name} {pipeline}: outputs differ");
+                assert!(
+                    max_diff(&x, &y) <= 1e-6,
+                    "{name} {pipeline}: outputs differ"
+                );
                 // Zeroing this much changes the function (the comparison is not vacuous).
                 assert!(max_diff(&x, &d) > 1e-6, "{name} {pipeline}: no effect");
             }
@@ -280,7 +283,11 @@ fn sparsified_models_equal_independently_zeroed_ones() {
 
 #[test]
 fn sparsify_target_flops_counts_nonzero_weights() {
-    for name in ["conv_bn_residual.onnx", "transformer_block.onnx", "mlp.onnx"] {
+    for name in [
+        "conv_bn_residual.onnx",
+        "transformer_block.onnx",
+        "mlp.onnx",
+    ] {
         let model = fixture(name);
         for global in [true, false] {
             let pipeline = format!("sparsify{{target-flops=0.7,global={global}}}");

@@ -140,7 +140,15 @@ impl<'m> CostModel<'m> {
         }
         let values: HashMap<ValueId, Shrinkable> = by_value
             .into_iter()
-            .filter_map(|(v, axes)| Some((v, Shrinkable { ty: ty_of(v)?, axes })))
+            .filter_map(|(v, axes)| {
+                Some((
+                    v,
+                    Shrinkable {
+                        ty: ty_of(v)?,
+                        axes,
+                    },
+                ))
+            })
             .collect();
         let nodes: Vec<NodeId> = g
             .node_ids()
@@ -212,10 +220,7 @@ impl<'m> CostModel<'m> {
             })
             .collect();
         let g = &self.model.graph;
-        let opset = self
-            .model
-            .opset("")
-            .unwrap_or(spa_ir::infer::DEFAULT_OPSET);
+        let opset = self.model.opset("").unwrap_or(spa_ir::infer::DEFAULT_OPSET);
         let inferred_or_declared = |v: ValueId| -> Option<&TensorType> {
             shrunk.get(&v).or_else(|| {
                 self.inferred
@@ -338,10 +343,7 @@ impl Prune {
         candidates.dedup();
         let at = |i: Option<usize>| -> f64 {
             let t = i.and_then(|i| candidates.get(i).copied());
-            cost.fraction(
-                target.kind,
-                &self.kept_counts(eligible, sizes, score_of, t),
-            )
+            cost.fraction(target.kind, &self.kept_counts(eligible, sizes, score_of, t))
         };
         // Invariant: the selection at `lo` keeps at least the target (nothing removed does).
         let mut lo: Option<usize> = None;
@@ -414,7 +416,11 @@ impl Prune {
             t.kind.option(),
             t.keep,
             achieved,
-            if self.mask { " (estimated: mask keeps shapes)" } else { "" }
+            if self.mask {
+                " (estimated: mask keeps shapes)"
+            } else {
+                ""
+            }
         ));
         rep.extra_json
             .push(("target".into(), solved.to_json(achieved)));

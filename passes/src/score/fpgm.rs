@@ -58,7 +58,10 @@ pub fn distance_sums(values: &[f32], dims: &[usize], axis: usize) -> Vec<f64> {
             .map(|(&x, &y)| x as f64 * y as f64)
             .sum::<f64>()
     };
-    let norms: Vec<f64> = (0..n).into_par_iter().map(|c| dot(row(c), row(c))).collect();
+    let norms: Vec<f64> = (0..n)
+        .into_par_iter()
+        .map(|c| dot(row(c), row(c)))
+        .collect();
     // Each pair once: |a-b|^2 = |a|^2 + |b|^2 - 2 a.b, with products summed in f64.
     (0..n)
         .into_par_iter()
@@ -140,7 +143,10 @@ mod tests {
         // (w[0,c], w[1,c]) = (1, 3) and (2, 5): distance sqrt(1 + 4).
         let s = distance_sums(&[1.0, 2.0, 3.0, 5.0], &[2, 2, 1, 1], 1);
         let d = 5f64.sqrt();
-        assert!((s[0] - d).abs() < 1e-12 && (s[1] - d).abs() < 1e-12, "{s:?}");
+        assert!(
+            (s[0] - d).abs() < 1e-12 && (s[1] - d).abs() < 1e-12,
+            "{s:?}"
+        );
         // Identical filters are at distance 0; a wrong length gives zeros rather than a panic.
         assert_eq!(distance_sums(&[1.0, 1.0], &[2, 1], 0), vec![0.0, 0.0]);
         assert_eq!(distance_sums(&[1.0], &[2, 1], 0), vec![0.0, 0.0]);

@@ -267,10 +267,9 @@ impl Pass for Sparsify {
         let mut skipped = 0;
         for (&v, &f) in &layer_flops {
             let only_weight = !g.outputs.contains(&v)
-                && users.get(v.index()).is_some_and(|u| {
-                    u.iter()
-                        .all(|&(n, i)| weight_input(g, n) == Some(i))
-                });
+                && users
+                    .get(v.index())
+                    .is_some_and(|u| u.iter().all(|&(n, i)| weight_input(g, n) == Some(i)));
             if only_weight {
                 candidates.push((v, f));
             } else {
@@ -336,9 +335,7 @@ impl Pass for Sparsify {
             zeros_before: zeros_before.iter().sum(),
             zeros_after: zeros_after.iter().sum(),
             flops_dense: dense,
-            flops_sparse_before: sparse_flops(&|i| {
-                weights[i].keys.len() as u64 - zeros_before[i]
-            }),
+            flops_sparse_before: sparse_flops(&|i| weights[i].keys.len() as u64 - zeros_before[i]),
             flops_sparse_after: sparse_flops(&|i| weights[i].keys.len() as u64 - zeros_after[i]),
         };
         let graph = &mut model.graph;
