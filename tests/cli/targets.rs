@@ -7,10 +7,7 @@ use super::{fixture, run, stderr, stdout};
 fn json_number(json: &str, key: &str) -> f64 {
     let pat = format!("\"{key}\": ");
     let at = json.find(&pat).unwrap_or_else(|| panic!("{key} in {json}")) + pat.len();
-    let end = json[at..]
-        .find(|c: char| c == ',' || c == '}' || c == '\n')
-        .unwrap()
-        + at;
+    let end = json[at..].find([',', '}', '\n']).unwrap() + at;
     json[at..end].trim().parse().unwrap()
 }
 

@@ -40,10 +40,7 @@ fn run_pipeline(model: &Model, pipeline: &str) -> (Model, RunOutput) {
 fn json_number(json: &str, key: &str) -> f64 {
     let pat = format!("\"{key}\": ");
     let at = json.find(&pat).unwrap_or_else(|| panic!("{key} in {json}")) + pat.len();
-    let end = json[at..]
-        .find(|c: char| c == ',' || c == '}' || c == '\n')
-        .unwrap()
-        + at;
+    let end = json[at..].find([',', '}', '\n']).unwrap() + at;
     json[at..end].trim().parse().unwrap()
 }
 
