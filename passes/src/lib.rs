@@ -17,6 +17,7 @@ pub mod pipeline;
 pub mod prune;
 pub mod registry;
 pub mod score;
+pub mod sparsify;
 pub mod transforms;
 
 pub use analysis::{Analysis, AnalysisCache, Preserved};

@@ -40,6 +40,7 @@ pub fn register_all_passes() -> PassRegistry {
             &crate::group::INFO,
             &crate::score::INFO,
             &crate::prune::INFO,
+            &crate::sparsify::INFO,
             &transforms::fold_bn::INFO,
             &transforms::cse::INFO,
             &transforms::dce::INFO,

@@ -5,6 +5,7 @@
 
 pub mod report;
 pub mod slice;
+pub mod target;
 
 use crate::analysis::Preserved;
 use crate::error::PassError;
@@ -75,6 +76,18 @@ pub static INFO: PassInfo = PassInfo {
             default: "false",
             help: "for spaces that are products (attention heads x head dims, channel-shuffle groups): false prunes both factors, true only whole heads (outer factors), dims only equal slices of every head (inner factors)",
         },
+        OptionDecl {
+            name: "target-flops",
+            kind: OptionKind::Float,
+            default: "0",
+            help: "keep this fraction (0 < F <= 1) of the original FLOPs: bisection on one global threshold over the scores (normalize them, or use lamp), within 1% or the nearest reachable value, which is reported; 0 = off; excludes ratio and target-params",
+        },
+        OptionDecl {
+            name: "target-params",
+            kind: OptionKind::Float,
+            default: "0",
+            help: "keep this fraction (0 < P <= 1) of the original parameters, like target-flops; 0 = off",
+        },
     ],
     create: |opts: &Options| {
         let ratio = opts.float("ratio");
@@ -89,7 +102,9 @@ pub static INFO: PassInfo = PassInfo {
                 });
             }
         }
+        let target = parse_target(opts)?;
         Ok(Box::new(Prune {
+            target,
             ratio,
             global: opts.bool("global"),
             round_to: opts.int("round-to").max(1) as usize,
@@ -103,7 +118,53 @@ pub static INFO: PassInfo = PassInfo {
     },
 };
 
+/// `target-flops` / `target-params`: at most one, in (0, 1], and not with a non-default `ratio`.
+fn parse_target(opts: &Options) -> Result<Option<target::Target>, PassError> {
+    let bad = |option: &str, expected: &str, value: String| PassError::BadOption {
+        pass: "prune".into(),
+        option: option.into(),
+        expected: expected.into(),
+        value,
+    };
+    let mut found = None;
+    for kind in [target::TargetKind::Flops, target::TargetKind::Params] {
+        let keep = opts.float(kind.option());
+        if keep == 0.0 {
+            continue;
+        }
+        if !(keep > 0.0 && keep <= 1.0) {
+            return Err(bad(
+                kind.option(),
+                "a fraction to keep, 0 < F <= 1 (0 = off)",
+                keep.to_string(),
+            ));
+        }
+        if let Some(t) = found.replace(target::Target { kind, keep }) {
+            return Err(bad(
+                kind.option(),
+                &format!("no other target ({} is given)", t.kind.option()),
+                keep.to_string(),
+            ));
+        }
+    }
+    if let Some(t) = found {
+        if opts.float("ratio") != 0.5 {
+            return Err(bad(
+                "ratio",
+                &format!(
+                    "to be left at its default: {} sets the amount to prune",
+                    t.kind.option()
+                ),
+                opts.float("ratio").to_string(),
+            ));
+        }
+    }
+    Ok(found)
+}
+
 pub struct Prune {
+    /// A FLOPs or params target (replaces `ratio`; implies one global threshold).
+    pub target: Option<target::Target>,
     pub ratio: f64,
     pub global: bool,
     pub round_to: usize,
@@ -127,8 +188,13 @@ impl Prune {
         keep.min(n)
     }
 
-    /// Kept channel indices (ascending) for every space.
-    fn select(&self, model: &Model, groups: &GroupAnalysis, scores: &Scores) -> Vec<Vec<u64>> {
+    /// Kept channel indices (ascending) for every space, and the threshold a target found.
+    fn select(
+        &self,
+        model: &Model,
+        groups: &GroupAnalysis,
+        scores: &Scores,
+    ) -> (Vec<Vec<u64>>, Option<target::Solved>) {
         let g = &model.graph;
         let eligible: Vec<bool> = groups
             .spaces
@@ -171,7 +237,13 @@ impl Prune {
         };
         // How many to remove per space.
         let mut remove: Vec<usize> = vec![0; sizes.len()];
-        if self.global {
+        let mut solved = None;
+        if let Some(t) = self.target {
+            let cost = target::CostModel::new(model, groups);
+            let s = self.solve_target(t, &cost, &eligible, &sizes, &score_of);
+            remove = target::remove_counts(&eligible, &sizes, &score_of, s.threshold);
+            solved = Some(s);
+        } else if self.global {
             let mut all: Vec<f64> = Vec::new();
             for (s, &n) in sizes.iter().enumerate() {
                 if eligible[s] {
@@ -195,7 +267,7 @@ impl Prune {
                 }
             }
         }
-        sizes
+        let kept = sizes
             .iter()
             .enumerate()
             .map(|(s, &n)| {
@@ -211,7 +283,8 @@ impl Prune {
                 kept.sort_unstable();
                 kept
             })
-            .collect()
+            .collect();
+        (kept, solved)
     }
 }
 
@@ -680,13 +753,17 @@ impl Pass for Prune {
                 &groups,
                 &crate::score::l2_criterion(),
                 crate::score::Reduce::Sum,
-                crate::score::Normalize::None,
+                // A target ranks across groups: scale-free scores.
+                match self.target {
+                    Some(_) => crate::score::Normalize::Mean,
+                    None => crate::score::Normalize::None,
+                },
             )?;
             cx.analyses.insert(scores);
         }
         let scores = cx.analyses.get::<Scores>(model)?.clone();
         let before = report::measure(model);
-        let kept = self.select(model, &groups, &scores);
+        let (kept, solved) = self.select(model, &groups, &scores);
         let prunable = groups
             .spaces
             .iter()
@@ -702,7 +779,10 @@ impl Pass for Prune {
                 .map_err(ir)?;
         }
         let after = report::measure(model);
-        let rep = report::Report::new(model, &groups, &kept, before, after);
+        let mut rep = report::Report::new(model, &groups, &kept, before, after);
+        if let Some(solved) = &solved {
+            self.report_target(solved, &mut rep, cx);
+        }
         cx.stat("axes rewritten", axes);
         cx.stat("params before", rep.params_before);
         cx.stat("params after", rep.params_after);

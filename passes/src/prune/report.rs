@@ -42,6 +42,9 @@ pub struct Report {
     pub flops_before: u64,
     pub flops_after: u64,
     pub groups: Vec<GroupRow>,
+    /// More lines for the table and more `"key": value` entries for the JSON (a target's outcome).
+    pub extra_lines: Vec<String>,
+    pub extra_json: Vec<(String, String)>,
 }
 
 impl Report {
@@ -78,6 +81,8 @@ impl Report {
             flops_before: before.flops,
             flops_after: after.flops,
             groups: rows,
+            extra_lines: Vec::new(),
+            extra_json: Vec::new(),
         }
     }
 
@@ -113,6 +118,9 @@ impl Report {
             self.flops_after,
             100.0 * Self::ratio(self.flops_after, self.flops_before)
         );
+        for line in &self.extra_lines {
+            let _ = write!(s, "\n  {line}");
+        }
         s
     }
 
@@ -123,6 +131,9 @@ impl Report {
         let _ = writeln!(s, "  \"params_after\": {},", self.params_after);
         let _ = writeln!(s, "  \"flops_before\": {},", self.flops_before);
         let _ = writeln!(s, "  \"flops_after\": {},", self.flops_after);
+        for (k, v) in &self.extra_json {
+            let _ = writeln!(s, "  \"{}\": {v},", esc(k));
+        }
         let _ = writeln!(s, "  \"groups\": [");
         for (i, r) in self.groups.iter().enumerate() {
             let reasons: Vec<String> = r

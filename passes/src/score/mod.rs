@@ -2,8 +2,11 @@
 //! (producer weights and biases, norm parameters, consumer input slices), reduced across members
 //! and normalized for global ranking. Criteria are one file each behind [`Criterion`].
 
+mod bn_scale;
+mod fpgm;
 mod l1;
 mod l2;
+mod lamp;
 mod random;
 
 use crate::analysis::{Analysis, Preserved};
@@ -13,7 +16,7 @@ use crate::manager::PassContext;
 use crate::options::{OptionDecl, OptionKind, Options};
 use crate::registry::{Pass, PassInfo};
 use rayon::prelude::*;
-use spa_ir::{Graph, Model, ValueId};
+use spa_ir::{Graph, Model, NodeId, Tensor, ValueId};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
@@ -40,10 +43,46 @@ pub trait Criterion: Sync {
     fn finish(&self, sum: f64) -> f64 {
         sum
     }
+    /// Turn the summed contributions of every channel of one member into their scores, for
+    /// criteria that compare the channels of a member with each other (`lamp`).
+    fn finish_member(&self, sums: &mut [f64]) {
+        sums.iter_mut().for_each(|s| *s = self.finish(*s));
+    }
+    /// Criteria that need a whole member tensor (`bn-scale`, `fpgm`) say here how one member
+    /// counts; the default scores every member by its element sums.
+    fn member(&self, _m: &MemberView<'_>) -> Result<MemberScores, PassError> {
+        Ok(MemberScores::Sums)
+    }
+    /// Warnings about the model as a whole (groups a criterion has to score by its fallback).
+    fn check(&self, _model: &Model, _groups: &GroupAnalysis) -> Vec<String> {
+        Vec::new()
+    }
     /// Scores that do not look at weights (random): the group's channels directly.
     fn group_scores(&self, _space: usize, _channels: usize) -> Option<Vec<f64>> {
         None
     }
+}
+
+/// One member tensor of a group, as [`Criterion::member`] sees it.
+pub struct MemberView<'a> {
+    pub graph: &'a Graph,
+    /// The nodes using the member and at which input.
+    pub users: &'a [(NodeId, usize)],
+    pub value: ValueId,
+    pub tensor: &'a Tensor,
+    /// The axis of the member that lies in the group.
+    pub axis: usize,
+}
+
+/// How one member counts in its group's score.
+pub enum MemberScores {
+    /// Element sums per channel, then `finish_member`.
+    Sums,
+    /// The score of every position of the member's axis (summed into channels as is).
+    Positions(Vec<f64>),
+    /// Not this criterion's kind of member: scored by element sums only when no member of the
+    /// group is (the criterion's fallback).
+    Fallback,
 }
 
 /// The default criterion (group L2 magnitude).
@@ -51,11 +90,17 @@ pub fn l2_criterion() -> impl Criterion {
     l2::L2
 }
 
+/// The names `criterion` accepts.
+pub const CRITERIA: &[&str] = &["l1", "l2", "random", "bn-scale", "fpgm", "lamp"];
+
 pub fn criterion(name: &str, seed: u64) -> Option<Box<dyn Criterion>> {
     Some(match name {
         "l1" => Box::new(l1::L1),
         "l2" => Box::new(l2::L2),
         "random" => Box::new(random::Random { seed }),
+        "bn-scale" => Box::new(bn_scale::BnScale),
+        "fpgm" => Box::new(fpgm::Fpgm),
+        "lamp" => Box::new(lamp::Lamp),
         _ => return None,
     })
 }
@@ -227,6 +272,95 @@ fn axis_sums(t: &spa_ir::Tensor, crit: &dyn Criterion) -> Result<Vec<Vec<f64>>, 
     Ok(sums)
 }
 
+/// Add per-position values into the channels of atom `map` maps them to.
+fn into_channels(values: &[f64], map: &[Option<u32>], n: usize) -> Option<Vec<f64>> {
+    if map.len() != values.len() {
+        return None;
+    }
+    let mut member = vec![0.0; n];
+    for (&p, c) in values.iter().zip(map) {
+        if let Some(m) = c.and_then(|c| member.get_mut(c as usize)) {
+            *m += p;
+        }
+    }
+    Some(member)
+}
+
+/// The scores of atom `a`'s channels from its members, reduced across members. Members the
+/// criterion marks as fallback count only when no other member does.
+fn member_scores(
+    graph: &Graph,
+    users: &[Vec<(NodeId, usize)>],
+    groups: &GroupAnalysis,
+    a: usize,
+    sums: &HashMap<ValueId, Vec<Vec<f64>>>,
+    crit: &dyn Criterion,
+    reduce: Reduce,
+) -> Result<Vec<f64>, PassError> {
+    let atom = &groups.atoms[a];
+    let n = atom.size.unwrap_or(0) as usize;
+    let mut s = vec![0.0; n];
+    let mut count = 0usize;
+    let add = |s: &mut Vec<f64>, count: &mut usize, member: Vec<f64>| {
+        for (acc, x) in s.iter_mut().zip(member) {
+            *acc = match reduce {
+                Reduce::Sum | Reduce::Mean => *acc + x,
+                Reduce::Max => acc.max(x),
+            };
+        }
+        *count += 1;
+    };
+    let from_sums = |v: ValueId, k: usize, map: &[Option<u32>]| {
+        let pos = sums.get(&v)?.get(k)?;
+        let mut member = into_channels(pos, map, n)?;
+        crit.finish_member(&mut member);
+        Some(member)
+    };
+    let mut fallback = Vec::new();
+    for &(v, k) in &atom.members {
+        // Only scored members (learned float constants) have sums.
+        let (Some(tensor), true, Some(term)) = (
+            graph.constant(v),
+            sums.contains_key(&v),
+            groups.terms.get(&(v, k)),
+        ) else {
+            continue;
+        };
+        let Some(map) = channel_map(groups, term, a) else {
+            continue;
+        };
+        let view = MemberView {
+            graph,
+            users: users.get(v.index()).map(Vec::as_slice).unwrap_or(&[]),
+            value: v,
+            tensor,
+            axis: k,
+        };
+        let member = match crit.member(&view)? {
+            MemberScores::Sums => from_sums(v, k, &map),
+            MemberScores::Positions(p) => into_channels(&p, &map, n),
+            MemberScores::Fallback => {
+                fallback.push((v, k, map));
+                None
+            }
+        };
+        if let Some(m) = member {
+            add(&mut s, &mut count, m);
+        }
+    }
+    if count == 0 {
+        for (v, k, map) in fallback {
+            if let Some(m) = from_sums(v, k, &map) {
+                add(&mut s, &mut count, m);
+            }
+        }
+    }
+    if reduce == Reduce::Mean && count > 0 {
+        s.iter_mut().for_each(|x| *x /= count as f64);
+    }
+    Ok(s)
+}
+
 /// Score every channel space of `groups`.
 pub fn score(
     model: &Model,
@@ -258,45 +392,10 @@ pub fn score(
         .par_iter()
         .enumerate()
         .map(|(sid, &a)| {
-            let atom = &groups.atoms[a];
-            let n = atom.size.unwrap_or(0) as usize;
+            let n = groups.atoms[a].size.unwrap_or(0) as usize;
             let mut scores = match crit.group_scores(sid, n) {
                 Some(s) => s,
-                None => {
-                    let mut s = vec![0.0; n];
-                    let mut count = 0usize;
-                    for &(v, k) in &atom.members {
-                        let (Some(axes), Some(term)) = (sums.get(&v), groups.terms.get(&(v, k)))
-                        else {
-                            continue;
-                        };
-                        let (Some(pos), Some(map)) = (axes.get(k), channel_map(groups, term, a))
-                        else {
-                            continue;
-                        };
-                        if map.len() != pos.len() {
-                            continue;
-                        }
-                        let mut member = vec![0.0; n];
-                        for (&p, c) in pos.iter().zip(&map) {
-                            if let Some(m) = c.and_then(|c| member.get_mut(c as usize)) {
-                                *m += p;
-                            }
-                        }
-                        for (acc, m) in s.iter_mut().zip(member) {
-                            let x = crit.finish(m);
-                            *acc = match reduce {
-                                Reduce::Sum | Reduce::Mean => *acc + x,
-                                Reduce::Max => acc.max(x),
-                            };
-                        }
-                        count += 1;
-                    }
-                    if reduce == Reduce::Mean && count > 0 {
-                        s.iter_mut().for_each(|x| *x /= count as f64);
-                    }
-                    s
-                }
+                None => member_scores(graph, &users, groups, a, &sums, crit, reduce)?,
             };
             let denom = match normalize {
                 Normalize::None => 1.0,
@@ -306,9 +405,9 @@ pub fn score(
             if denom > 0.0 && denom.is_finite() {
                 scores.iter_mut().for_each(|x| *x /= denom);
             }
-            scores
+            Ok(scores)
         })
-        .collect();
+        .collect::<Result<_, PassError>>()?;
     Ok(Scores {
         criterion: crit.name().to_string(),
         per_space,
@@ -321,9 +420,9 @@ pub static INFO: PassInfo = PassInfo {
     options: &[
         OptionDecl {
             name: "criterion",
-            kind: OptionKind::Enum(&["l1", "l2", "random"]),
+            kind: OptionKind::Enum(CRITERIA),
             default: "l2",
-            help: "importance criterion",
+            help: "importance criterion: l1, l2 (group magnitude); random{seed}; bn-scale (|gamma| of the group's BatchNorms; groups with no BatchNorm fall back to l2, with a warning); fpgm (distance of each producer filter to the others, i.e. to their geometric median; groups with no Conv/Gemm/MatMul producer fall back to l2); lamp (per member, w^2 over the sum of w^2 of channels at least as large; comparable across layers). See docs/criteria.md",
         },
         OptionDecl {
             name: "reduce",
@@ -359,7 +458,7 @@ pub static INFO: PassInfo = PassInfo {
             PassError::BadOption {
                 pass: "score".into(),
                 option: "criterion".into(),
-                expected: "l1|l2|random".into(),
+                expected: CRITERIA.join("|"),
                 value: opts.str("criterion").into(),
             }
         })?;
@@ -387,6 +486,10 @@ impl Pass for Score {
             self.reduce,
             self.normalize,
         )?;
+        let warnings = self.crit.check(model, groups);
+        for w in warnings {
+            cx.warn(w);
+        }
         cx.stat("groups scored", scores.per_space.len());
         cx.analyses.insert(scores);
         Ok(Preserved::Only(vec![
