@@ -43,21 +43,21 @@ def kept(orig, pruned, bn):
     for v in p:
         hits = np.flatnonzero(o == v)
         if len(hits) != 1:
-            sys.exit(f"{bn}: running mean value {v} found {len(hits)} times in the original")
+            raise ValueError(f"{bn}: running mean value {v} found {len(hits)} times in the original")
         idx.append(int(hits[0]))
     return idx
 
 
-def main():
-    pruned_path = sys.argv[1]
-    orig_path = sys.argv[2] if len(sys.argv) > 2 else os.path.join(MODELS, "mnist_cnn.onnx")
+def check(pruned_path, orig_path=os.path.join(MODELS, "mnist_cnn.onnx")):
+    """(max relative difference of the logits, accuracy of the masked PyTorch reference, accuracy of
+    PRUNED with onnxruntime, channels kept per stage)."""
     torch.set_num_threads(1)
     orig, pruned = inits(orig_path), inits(pruned_path)
     model = ResNet()
     state = model.state_dict()
     missing = [k for k in state if k not in orig and not k.endswith("num_batches_tracked")]
     if missing:
-        sys.exit(f"{orig_path}: no initializer for {missing}")
+        raise ValueError(f"{orig_path}: no initializer for {missing}")
     model.load_state_dict({k: torch.from_numpy(orig[k].copy()) if k in orig else v for k, v in state.items()})
     model.eval()
 
@@ -72,7 +72,7 @@ def main():
         masks[name] = (mask(f"{name}.bn1", n), mask(f"{name}.bn2", n))
     # identity shortcut: layer1's output channels are the stem's
     if not torch.equal(masks["layer1"][1], stem_m):
-        sys.exit("layer1.bn2 and the stem kept different channels (they are one group)")
+        raise ValueError("layer1.bn2 and the stem kept different channels (they are one group)")
 
     def block(b, x, m1, m2):
         o = F.relu(b.bn1(b.conv1(x))) * m1
@@ -101,6 +101,14 @@ def main():
     acc_ref = float((ref.argmax(1) == z["y"]).mean())
     acc_got = float((got.argmax(1) == z["y"]).mean())
     kept_n = {k: int(v[1].sum()) for k, v in masks.items()}
+    return diff, acc_ref, acc_got, kept_n
+
+
+def main():
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    pruned_path = sys.argv[1]
+    diff, acc_ref, acc_got, kept_n = check(*sys.argv[1:3])
     print(f"{pruned_path}: kept {kept_n}, max rel. diff {diff:.2e}, accuracy torch-masked {acc_ref:.4f} "
           f"onnxruntime-pruned {acc_got:.4f}")
     sys.exit(0 if diff <= 1e-4 else 1)
