@@ -179,7 +179,9 @@ def run_spa(spa, model, pipeline, out, report):
 
 
 def fractions(r):
-    return r["flops_after"] / max(r["flops_before"], 1), r["params_after"] / max(r["params_before"], 1)
+    """FLOPs and params kept; FLOPs kept is None when spa-opt counted no FLOPs (symbolic dims)."""
+    fk = r["flops_after"] / r["flops_before"] if r["flops_before"] > 0 else None
+    return fk, r["params_after"] / max(r["params_before"], 1)
 
 
 def bisect_ratio(spa, m, target, work, log, iters=14):
@@ -194,6 +196,8 @@ def bisect_ratio(spa, m, target, work, log, iters=14):
         if r is None:
             return None, err
         kept = fractions(r)[0]
+        if kept is None:
+            return None, "spa-opt's report counts 0 FLOPs for this model (symbolic dims; run without --dynamic)"
         if best is None or abs(kept - target) < abs(best[1] - target):
             best = (mid, kept)
         if abs(kept - target) < 5e-4:
@@ -310,7 +314,8 @@ def main():
                     log(f"  {m.name} {target} {label}: n/a ({err})")
                 else:
                     fk, pk = fractions(r)
-                    row.update(flops_kept=round(fk, 4), params_kept=round(pk, 4), spa_seconds=round(secs, 2))
+                    row.update(flops_kept=round(fk, 4) if fk is not None else "", params_kept=round(pk, 4),
+                               spa_seconds=round(secs, 2))
                     if m.name == "mnist_cnn" and label in COMPENSATED:
                         row["check_rel_diff"] = "not applicable (weights compensated)"
                     elif m.name == "mnist_cnn":  # independent check of the rewrite (check_cnn_prune.py)
@@ -323,7 +328,7 @@ def main():
                     try:
                         v = m.evaluate(out, per_sample)
                         row.update(status="ok", value=round(v, 4), delta=round(v - base, 4))
-                        log(f"  {m.name} {target} {label}: {m.metric_name} {v:.4f} (FLOPs kept {fk:.3f}, {secs:.1f}s)")
+                        log(f"  {m.name} {target} {label}: {m.metric_name} {v:.4f} (FLOPs kept {fk}, {secs:.1f}s)")
                     except Exception as e:  # the pruned model does not run: a real failure, reported as such
                         msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
                         row.update(status="error", reason=f"onnxruntime: {msg}")
@@ -355,7 +360,8 @@ def cell(r, note):
         return f"**error** [{note(r['reason'])}]"
     v = r["value"] * 100 if r["metric"] == "accuracy" else r["value"]
     fmt = f"{v:.1f}" if r["metric"] == "accuracy" else f"{v:.4f}"
-    return f"{fmt} ({r['flops_kept']:.2f})"
+    fk = r["flops_kept"]
+    return f"{fmt} ({fk:.2f})" if fk != "" else f"{fmt} (FLOPs not counted)"
 
 
 def write_markdown(args, models, baselines, targets, labels, rows, spa):
