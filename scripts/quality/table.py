@@ -328,7 +328,8 @@ def main():
                     try:
                         v = m.evaluate(out, per_sample)
                         row.update(status="ok", value=round(v, 4), delta=round(v - base, 4))
-                        log(f"  {m.name} {target} {label}: {m.metric_name} {v:.4f} (FLOPs kept {fk}, {secs:.1f}s)")
+                        fks = "n/a" if fk is None else f"{fk:.3f}"
+                        log(f"  {m.name} {target} {label}: {m.metric_name} {v:.4f} (FLOPs kept {fks}, {secs:.1f}s)")
                     except Exception as e:  # the pruned model does not run: a real failure, reported as such
                         msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
                         row.update(status="error", reason=f"onnxruntime: {msg}")
