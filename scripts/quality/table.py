@@ -385,7 +385,8 @@ def write_markdown(args, models, baselines, targets, labels, rows, spa):
                  "(a symbolic batch counts 0) and pins groups behind Reshapes whose target shape is computed "
                  "at run time (the Bert export) or behind Flatten with a symbolic batch; with static dims the "
                  "group pass folds those shape computations. The pruned copies are evaluated one sample at a "
-                 "time. `--dynamic` gives spa-opt the committed files as they are.\n")
+                 "time. `--keep DIR` keeps these copies (`<model>.static.onnx`), the pruned models and the reports; "
+                 "`--dynamic` gives spa-opt the committed files as they are.\n")
     if fallback:
         L.append("**ratio-fallback**: this binary has no `prune{target-flops=F}`; the targets were reached with "
                  "`prune{ratio=r}` (the same fraction removed from every prunable group), r found by bisection "
