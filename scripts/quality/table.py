@@ -281,7 +281,9 @@ def main():
             probe_pipe = f"group,score{{criterion=l2}},prune{{target-flops={target}}}"
             r, err, _, _ = run_spa(spa, m.input, probe_pipe, os.path.join(work, "probe.onnx"), os.path.join(work, "probe.json"))
             mode, prune, prune_reason = "target-flops", f"prune{{target-flops={target}}}", None
-            if r is None:
+            # Only a missing option changes the prune step; any other failure of the probe is left to
+            # each row, which records its own error.
+            if r is None and "unknown option 'target-flops'" in err:
                 if args.ratio_fallback:
                     ratio, berr = bisect_ratio(spa, m, target, work, log)
                     if ratio is None:
