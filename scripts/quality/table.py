@@ -26,7 +26,7 @@ target-flops available the fallback is never used.
 
 Outputs: results/quality.csv (one line per model x target x criterion) and docs/quality.md.
 """
-import argparse, csv, json, os, shlex, subprocess, sys, tempfile, time
+import argparse, csv, json, os, shlex, shutil, subprocess, sys, tempfile, time
 
 import numpy as np
 
@@ -342,6 +342,8 @@ def main():
                                 os.remove(p)
                 rows.append(row)
 
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
     os.makedirs(os.path.dirname(args.csv), exist_ok=True)
     with open(args.csv, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0].keys()) if rows else ["model"])
