@@ -15,6 +15,14 @@ then evaluates OUT with onnxruntime: top-1 accuracy on the held-out test set for
 mean cosine similarity of mean-pooled embeddings against the unpruned model for MiniLM. The FLOPs
 and params kept are read from the report. Nothing is fine-tuned.
 
+spa-opt is given a copy of each model with its symbolic input dims fixed (batch 1, MiniLM's sentence
+length too; see `static_copy`), and the pruned copies are evaluated one sample at a time:
+spa-opt counts FLOPs only on static shapes and folds shape computations only when they are static.
+`--dynamic` gives it the committed files unchanged.
+
+For mnist_cnn every pruned file is also checked independently (check_cnn_prune.py: PyTorch with the
+removed channels zeroed) unless obspa compensated its weights.
+
 A row whose pipeline spa-opt rejects (unknown criterion, unknown option, any non-zero exit) is
 written as "n/a (reason)" with spa-opt's own error line; nothing is estimated or copied.
 
