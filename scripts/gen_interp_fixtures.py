@@ -132,7 +132,7 @@ model("gathers", [
 ], [("x", [3, 4, 5])], [("a", F), ("b", F), ("c", F), ("d", F)],
     [const("i", np.array([[0, -1], [2, 1]], np.int64)), const("j", np.array(-2, np.int64)),
      const("k", np.random.default_rng(9).integers(-5, 5, (3, 4, 2)).astype(np.int64)),
-     const("n", np.array([[0, 1], [2, -1]], np.int64))])
+     const("n", np.array([[0, 1], [2, 3]], np.int64))])
 model("scatter_trilu", [
     node("ScatterND", ["x", "n", "u"], ["a"]),
     node("Trilu", ["x"], ["b"], upper=0),

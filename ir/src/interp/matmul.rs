@@ -11,6 +11,7 @@ pub(super) fn kernel(op: &str) -> Option<KernelFn> {
     Some(match op {
         "MatMul" => matmul,
         "Gemm" => gemm,
+        "Einsum" => einsum,
         _ => return None,
     })
 }
@@ -232,6 +233,222 @@ fn gemm(cx: &Ctx<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value>, String> {
     Ok(vec![x.like(Data::F32(out.into_dyn()))])
 }
 
+/// One einsum operand: its letters (one per axis) and its values.
+struct Term {
+    letters: Vec<char>,
+    value: ArrayD<f32>,
+}
+
+fn einsum(cx: &Ctx<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value>, String> {
+    let eq: String = cx
+        .string("equation", "")
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    let xs: Vec<&Value> = inputs.iter().flatten().copied().collect();
+    let first = *xs.first().ok_or("Einsum of nothing")?;
+    let (lhs, rhs) = match eq.split_once("->") {
+        Some((l, r)) => (l.to_string(), Some(r.to_string())),
+        None => (eq.clone(), None),
+    };
+    let specs: Vec<&str> = lhs.split(',').collect();
+    if specs.len() != xs.len() {
+        return Err(format!("equation {eq} for {} inputs", xs.len()));
+    }
+    // Ellipsis: the broadcast axes get letters that the equation does not use.
+    let spare: Vec<char> = ('A'..='Z')
+        .chain('a'..='z')
+        .filter(|c| !eq.contains(*c))
+        .collect();
+    let ell_rank = specs
+        .iter()
+        .zip(&xs)
+        .filter(|(spec, _)| spec.contains("..."))
+        .map(|(spec, x)| {
+            x.shape()
+                .len()
+                .saturating_sub(spec.replace("...", "").chars().count())
+        })
+        .max()
+        .unwrap_or(0);
+    let mut terms = Vec::with_capacity(xs.len());
+    for (spec, x) in specs.iter().zip(&xs) {
+        let a = x.to_f32_array();
+        let named = spec.replace("...", "").chars().count();
+        let mut letters = Vec::new();
+        if spec.contains("...") {
+            let k = a
+                .ndim()
+                .checked_sub(named)
+                .ok_or_else(|| format!("term {spec} for rank {}", a.ndim()))?;
+            let (pre, post) = spec.split_once("...").unwrap_or((spec, ""));
+            letters.extend(pre.chars());
+            letters.extend(
+                spare
+                    .get(ell_rank - k..ell_rank)
+                    .ok_or("too many axes")?
+                    .iter(),
+            );
+            letters.extend(post.chars());
+        } else {
+            letters.extend(spec.chars());
+        }
+        if letters.len() != a.ndim() {
+            return Err(format!("term {spec} for rank {}", a.ndim()));
+        }
+        terms.push(Term { letters, value: a });
+    }
+    let ell: Vec<char> = spare.iter().take(ell_rank).copied().collect();
+    let out: Vec<char> = match rhs {
+        Some(r) => {
+            let (pre, post) = r
+                .split_once("...")
+                .map_or((r.as_str(), None), |(a, b)| (a, Some(b)));
+            let mut v: Vec<char> = pre.chars().collect();
+            if let Some(post) = post {
+                v.extend(&ell);
+                v.extend(post.chars());
+            }
+            v
+        }
+        None => {
+            let mut once: Vec<char> = Vec::new();
+            let all: Vec<char> = terms.iter().flat_map(|t| t.letters.clone()).collect();
+            for &c in &all {
+                if !ell.contains(&c) && all.iter().filter(|&&d| d == c).count() == 1 {
+                    once.push(c);
+                }
+            }
+            once.sort_unstable();
+            ell.iter().copied().chain(once).collect()
+        }
+    };
+    let mut terms = terms.into_iter();
+    let mut acc = terms.next().ok_or("Einsum of nothing")?;
+    let rest: Vec<Term> = terms.collect();
+    for (i, t) in rest.iter().enumerate() {
+        // Keep the letters a later term or the output still needs.
+        let needed: Vec<char> = rest[i + 1..]
+            .iter()
+            .flat_map(|t| t.letters.clone())
+            .chain(out.iter().copied())
+            .collect();
+        acc = contract(acc, t, &needed)?;
+    }
+    let r = reduce_to(acc, &out)?;
+    let perm: Vec<usize> = out
+        .iter()
+        .map(|c| {
+            r.letters
+                .iter()
+                .position(|d| d == c)
+                .ok_or_else(|| format!("output letter {c} is in no input"))
+        })
+        .collect::<Result<_, _>>()?;
+    let y = r
+        .value
+        .view()
+        .permuted_axes(IxDyn(&perm))
+        .as_standard_layout()
+        .into_owned();
+    Ok(vec![first.like(Data::F32(y))])
+}
+
+/// Sum out the axes of `t` whose letters are not in `keep` (repeated letters are not supported).
+fn reduce_to(t: Term, keep: &[char]) -> Result<Term, String> {
+    let mut letters = t.letters;
+    let mut v = t.value;
+    for (i, c) in letters.iter().enumerate() {
+        if letters[..i].contains(c) {
+            return Err(format!(
+                "repeated index {c} in an Einsum term is not supported"
+            ));
+        }
+    }
+    let mut ax = letters.len();
+    while ax > 0 {
+        ax -= 1;
+        if !keep.contains(&letters[ax]) {
+            v = v.sum_axis(Axis(ax));
+            letters.remove(ax);
+        }
+    }
+    Ok(Term { letters, value: v })
+}
+
+/// Contract two terms into one holding the letters in `needed`, with one batched product.
+fn contract(a: Term, b: &Term, needed: &[char]) -> Result<Term, String> {
+    let keep_a: Vec<char> = needed.iter().chain(&b.letters).copied().collect();
+    let keep_b: Vec<char> = needed.iter().chain(&a.letters).copied().collect();
+    let a = reduce_to(a, &keep_a)?;
+    let b = reduce_to(
+        Term {
+            letters: b.letters.clone(),
+            value: b.value.clone(),
+        },
+        &keep_b,
+    )?;
+    let in_b = |c: &char| b.letters.contains(c);
+    let batch: Vec<char> = a
+        .letters
+        .iter()
+        .filter(|c| in_b(c) && needed.contains(c))
+        .copied()
+        .collect();
+    let sum: Vec<char> = a
+        .letters
+        .iter()
+        .filter(|c| in_b(c) && !needed.contains(c))
+        .copied()
+        .collect();
+    let only_a: Vec<char> = a.letters.iter().filter(|c| !in_b(c)).copied().collect();
+    let only_b: Vec<char> = b
+        .letters
+        .iter()
+        .filter(|c| !a.letters.contains(c))
+        .copied()
+        .collect();
+    let size = |t: &Term, c: char| {
+        t.letters
+            .iter()
+            .position(|&d| d == c)
+            .map_or(1, |i| t.value.shape()[i])
+    };
+    let arrange =
+        |t: &Term, order: &[char], rows: &[char], cols: &[char]| -> Result<ArrayD<f32>, String> {
+            let perm: Vec<usize> = order
+                .iter()
+                .map(|c| t.letters.iter().position(|d| d == c).ok_or("letter"))
+                .collect::<Result<_, _>>()?;
+            let p = t.value.view().permuted_axes(IxDyn(&perm));
+            let mut shape: Vec<usize> = batch.iter().map(|&c| size(t, c)).collect();
+            shape.push(rows.iter().map(|&c| size(t, c)).product());
+            shape.push(cols.iter().map(|&c| size(t, c)).product());
+            p.as_standard_layout()
+                .into_owned()
+                .into_shape_with_order(IxDyn(&shape))
+                .map_err(|e| e.to_string())
+        };
+    let oa: Vec<char> = batch.iter().chain(&only_a).chain(&sum).copied().collect();
+    let ob: Vec<char> = batch.iter().chain(&sum).chain(&only_b).copied().collect();
+    let am = arrange(&a, &oa, &only_a, &sum)?;
+    let bm = arrange(&b, &ob, &sum, &only_b)?;
+    let prod = matmul_f32(&am, &bm)?;
+    let mut shape: Vec<usize> = prod.shape()[..batch.len()].to_vec();
+    shape.extend(only_a.iter().map(|&c| size(&a, c)));
+    shape.extend(only_b.iter().map(|&c| size(&b, c)));
+    let value = prod
+        .into_shape_with_order(IxDyn(&shape))
+        .map_err(|e| e.to_string())?;
+    let letters = batch
+        .iter()
+        .chain(&only_a)
+        .chain(&only_b)
+        .copied()
+        .collect();
+    Ok(Term { letters, value })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,6 +472,35 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec![5., 7., 9.]
         );
+    }
+
+    #[test]
+    fn einsum_by_hand() {
+        use crate::attr::AttrValue;
+        use crate::graph::Node;
+        let model = crate::model::Model::new(crate::Graph::new("g"));
+        let run = |eq: &str, xs: &[&Value]| {
+            let mut node = Node::new("Einsum");
+            node.set_attr("equation", AttrValue::String(eq.as_bytes().to_vec().into()));
+            let cx = Ctx {
+                node: &node,
+                opset: 17,
+                model: &model,
+                scope: &|_| None,
+                caller: None,
+            };
+            let ins: Vec<Option<&Value>> = xs.iter().map(|x| Some(*x)).collect();
+            einsum(&cx, &ins).unwrap().remove(0)
+        };
+        let a = Value::from_shape_f32(&[2, 3], vec![1., 2., 3., 4., 5., 6.]).unwrap();
+        let b = Value::from_shape_f32(&[3, 2], vec![1., 0., 0., 1., 1., 1.]).unwrap();
+        let flat = |v: &Value| v.as_f32().unwrap().iter().copied().collect::<Vec<_>>();
+        assert_eq!(flat(&run("ij,jk->ik", &[&a, &b])), vec![4., 5., 10., 11.]);
+        assert_eq!(flat(&run("ij->ji", &[&a])), vec![1., 4., 2., 5., 3., 6.]);
+        assert_eq!(flat(&run("ij->", &[&a])), vec![21.]);
+        assert_eq!(flat(&run("ij,kj->ik", &[&a, &a])), vec![14., 32., 32., 77.]);
+        assert_eq!(flat(&run("...j,...j->...", &[&a, &a])), vec![14., 77.]);
+        assert_eq!(flat(&run("ij,jk", &[&a, &b])), vec![4., 5., 10., 11.]);
     }
 
     #[test]

@@ -543,7 +543,7 @@ impl<'m> Interpreter<'m> {
                     expected: self.input_names().join(", "),
                 })?;
             check_input(name, &g.value(v).ty, val)?;
-            bound.push((v, Slot::Borrowed(*val)));
+            bound.push((v, Slot::Borrowed(val)));
         }
         for &v in &g.inputs {
             let val = g.value(v);

@@ -206,7 +206,7 @@ fn group_norm(cx: &Ctx<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value>, Str
     let mut data = contiguous(x);
     normalize_rows(&mut data, len, cx.float("epsilon", 1e-5), false, &|r, j| {
         let gi = r % g;
-        let ch = gi * (c / g) + if inner > 0 { j / inner } else { 0 };
+        let ch = gi * (c / g) + j.checked_div(inner).unwrap_or(0);
         let k = if per_group { gi } else { ch };
         (scale[k], bias[k])
     });

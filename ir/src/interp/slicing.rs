@@ -101,22 +101,22 @@ fn split(cx: &Ctx<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value>, String> 
 fn slice(cx: &Ctx<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value>, String> {
     let x = arg(inputs, 0)?;
     let r = x.shape().len();
-    let (starts, ends, axes, steps): (Vec<i64>, Vec<i64>, Option<Vec<i64>>, Option<Vec<i64>>) =
-        if cx.opset < 10 {
-            (
-                cx.ints("starts").ok_or("starts missing")?.to_vec(),
-                cx.ints("ends").ok_or("ends missing")?.to_vec(),
-                cx.ints("axes").map(|a| a.to_vec()),
-                None,
-            )
-        } else {
-            (
-                arg(inputs, 1)?.to_i64_vec(),
-                arg(inputs, 2)?.to_i64_vec(),
-                opt(inputs, 3).map(|v| v.to_i64_vec()),
-                opt(inputs, 4).map(|v| v.to_i64_vec()),
-            )
-        };
+    type Bounds = (Vec<i64>, Vec<i64>, Option<Vec<i64>>, Option<Vec<i64>>);
+    let (starts, ends, axes, steps): Bounds = if cx.opset < 10 {
+        (
+            cx.ints("starts").ok_or("starts missing")?.to_vec(),
+            cx.ints("ends").ok_or("ends missing")?.to_vec(),
+            cx.ints("axes").map(|a| a.to_vec()),
+            None,
+        )
+    } else {
+        (
+            arg(inputs, 1)?.to_i64_vec(),
+            arg(inputs, 2)?.to_i64_vec(),
+            opt(inputs, 3).map(|v| v.to_i64_vec()),
+            opt(inputs, 4).map(|v| v.to_i64_vec()),
+        )
+    };
     let axes = axes.unwrap_or_else(|| (0..starts.len() as i64).collect());
     let steps = steps.unwrap_or_else(|| vec![1; starts.len()]);
     if ends.len() != starts.len() || axes.len() != starts.len() || steps.len() != starts.len() {

@@ -225,6 +225,10 @@ impl Value {
         let kind = storage(to).ok_or_else(|| format!("Cast to {to} is not supported"))?;
         let data = match (kind, &self.data) {
             (0, Data::F32(a)) => Data::F32(a.mapv(|x| round_float(to, x))),
+            // u64 above i64::MAX is held as its two's-complement bits.
+            (0, Data::I64(a)) if self.dtype == DType::U64 => {
+                Data::F32(a.mapv(|x| round_float(to, x as u64 as f32)))
+            }
             (0, Data::I64(a)) => Data::F32(a.mapv(|x| round_float(to, x as f32))),
             (0, Data::Bool(a)) => Data::F32(a.mapv(|x| x as u8 as f32)),
             (1, Data::F32(a)) => Data::I64(a.mapv(|x| wrap_int(to, float_to_int(x)))),
