@@ -222,7 +222,17 @@ impl<'m> Emitter<'m> {
 
     /// A constant the model or inference knows the contents of.
     pub fn host(&self, v: ValueId) -> Option<HostTensor<'m>> {
-        let t = self.g.constant(v).or_else(|| self.types.known_value(v))?;
+        // Contents inference computed are used for integer (shape) values only: float chains
+        // are computed in the module, at the runtime's precision.
+        let from_constant_node = match self.g.try_value(v).map(|x| x.def) {
+            Some(spa_ir::ValueDef::Node(n, 0)) => self.g.node(n).op_type == "Constant",
+            _ => false,
+        };
+        let t = self.g.constant(v).or_else(|| {
+            self.types
+                .known_value(v)
+                .filter(|t| from_constant_node || !t.dtype.is_float())
+        })?;
         let bytes = t.raw_bytes().ok()?;
         let host = HostTensor {
             dtype: t.dtype,

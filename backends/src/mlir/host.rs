@@ -215,6 +215,12 @@ impl<'a> HostTensor<'a> {
                     .collect(),
             ),
             d if d.is_float() => Some(self.to_f32()?.into_iter().map(f64::from).collect()),
+            DType::U64 => Some(
+                self.bytes
+                    .chunks_exact(8)
+                    .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f64)
+                    .collect(),
+            ),
             _ => Some(self.to_i64()?.into_iter().map(|x| x as f64).collect()),
         }
     }
