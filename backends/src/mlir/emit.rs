@@ -224,8 +224,16 @@ impl<'m> Emitter<'m> {
     pub fn host(&self, v: ValueId) -> Option<HostTensor<'m>> {
         // Contents inference computed are used for integer (shape) values only: float chains
         // are computed in the module, at the runtime's precision.
-        let from_constant_node = match self.g.try_value(v).map(|x| x.def) {
-            Some(spa_ir::ValueDef::Node(n, 0)) => self.g.node(n).op_type == "Constant",
+        let def = self.g.try_value(v).map(|x| x.def);
+        let from_constant_node = match def {
+            Some(spa_ir::ValueDef::Node(n, 0)) => {
+                let node = self.g.node(n);
+                // Exporters alias shared weights through Identity.
+                if node.op_type == "Identity" && node.canonical_domain().is_empty() {
+                    return self.host(node.input(0)?);
+                }
+                node.op_type == "Constant"
+            }
             _ => false,
         };
         let t = self.g.constant(v).or_else(|| {

@@ -4,6 +4,7 @@
 
 use super::MlirError;
 use melior::dialect::DialectRegistry;
+use melior::ir::operation::OperationLike;
 use melior::ir::Module;
 use melior::utility::register_all_dialects;
 use melior::Context;
@@ -35,4 +36,35 @@ pub fn verify_module(text: &str) -> Result<(), MlirError> {
     } else {
         msgs
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"module {
+  func.func @main(%arg0: tensor<1x4xf32>) -> tensor<1x4xf32> {
+    %0 = "tosa.clamp"(%arg0) <{max_val = 6.0 : f32, min_val = 0.0 : f32}> : (tensor<1x4xf32>) -> tensor<1x4xf32>
+    return %0 : tensor<1x4xf32>
+  }
+}
+"#;
+
+    #[test]
+    fn accepts_a_valid_module() {
+        verify_module(GOOD).unwrap();
+    }
+
+    #[test]
+    fn rejects_a_type_error_with_the_diagnostic() {
+        let bad = GOOD.replace("-> tensor<1x4xf32>\n    return", "-> tensor<1x5xf32>\n    return");
+        assert_ne!(bad, GOOD);
+        let err = verify_module(&bad).unwrap_err().to_string();
+        assert!(err.contains("does not verify"), "{err}");
+    }
+
+    #[test]
+    fn rejects_text_that_does_not_parse() {
+        assert!(verify_module("module { func.func @main( }").is_err());
+    }
 }
