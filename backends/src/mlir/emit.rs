@@ -232,7 +232,8 @@ impl<'m> Emitter<'m> {
                 if node.op_type == "Identity" && node.canonical_domain().is_empty() {
                     return self.host(node.input(0)?);
                 }
-                node.op_type == "Constant"
+                // Constants and constant fills are taken as they are (not float arithmetic).
+                node.op_type == "Constant" || node.op_type == "ConstantOfShape"
             }
             _ => false,
         };
@@ -534,6 +535,11 @@ impl<'m> Emitter<'m> {
 
     fn zp(&mut self, dtype: DType) -> Result<Val, MlirError> {
         self.zeros(dtype, &[1])
+    }
+
+    /// A `!tosa.shape` operand.
+    pub fn shape_operand(&mut self, dims: &[i64]) -> (String, String) {
+        self.const_shape(dims)
     }
 
     fn const_shape(&mut self, dims: &[i64]) -> (String, String) {

@@ -80,6 +80,8 @@ impl Emitter<'_> {
             "BatchNormalization" => self.batch_norm(node),
             "MaxPool" | "AveragePool" | "GlobalAveragePool" | "GlobalMaxPool" => self.pool(node),
             "Gemm" => self.gemm(node),
+            "Einsum" => self.einsum(node),
+            "Resize" | "Upsample" => self.resize(node),
             "MatMul" => self.matmul(node),
             "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" => self.reshape_op(node),
             "Transpose" => self.transpose_op(node),
@@ -796,6 +798,169 @@ impl Emitter<'_> {
         };
         let r = self.reshape(&r, &ydims);
         self.bind(y, Layout::Nchw, r);
+        Ok(())
+    }
+
+    /// Two-operand Einsum without ellipsis or traces: a batched matmul between transposes.
+    fn einsum(&mut self, node: &Node) -> R<()> {
+        let eq: String = node
+            .attr_str("equation")
+            .ok_or_else(|| self.unsupported("no equation"))?
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        let (lhs, out) = eq
+            .split_once("->")
+            .ok_or_else(|| self.unsupported("implicit Einsum output"))?;
+        let terms: Vec<Vec<char>> = lhs.split(',').map(|t| t.chars().collect()).collect();
+        let out: Vec<char> = out.chars().collect();
+        let distinct = |t: &[char]| {
+            t.iter().all(|c| c.is_ascii_alphabetic())
+                && t.iter().enumerate().all(|(i, c)| !t[..i].contains(c))
+        };
+        if terms.len() != 2 || !terms.iter().all(|t| distinct(t)) || !distinct(&out) {
+            return Err(self.unsupported(format!(
+                "Einsum '{eq}': only two operands with distinct letters are lowered"
+            )));
+        }
+        let (ta, tb) = (&terms[0], &terms[1]);
+        let av = self.req_input(node, 0)?;
+        let bv = self.req_input(node, 1)?;
+        let (y, _, ydims) = self.out(node, 0)?;
+        let (_, adims) = self.value_type(av)?;
+        let (_, bdims) = self.value_type(bv)?;
+        if adims.len() != ta.len() || bdims.len() != tb.len() {
+            return Err(self.unsupported("Einsum term ranks do not match the operands"));
+        }
+        let size = |c: char| -> i64 {
+            ta.iter()
+                .position(|&x| x == c)
+                .map(|i| adims[i])
+                .or_else(|| tb.iter().position(|&x| x == c).map(|i| bdims[i]))
+                .unwrap_or(1)
+        };
+        let batch: Vec<char> = out
+            .iter()
+            .copied()
+            .filter(|c| ta.contains(c) && tb.contains(c))
+            .collect();
+        let contr: Vec<char> = ta
+            .iter()
+            .copied()
+            .filter(|c| tb.contains(c) && !out.contains(c))
+            .collect();
+        let lfree: Vec<char> = ta.iter().copied().filter(|c| !tb.contains(c)).collect();
+        let rfree: Vec<char> = tb.iter().copied().filter(|c| !ta.contains(c)).collect();
+        if lfree.iter().chain(&rfree).any(|c| !out.contains(c))
+            || out.iter().any(|c| !ta.contains(c) && !tb.contains(c))
+        {
+            return Err(self.unsupported(format!("Einsum '{eq}' sums over a single operand")));
+        }
+        let pos = |t: &[char], cs: &[char]| -> Vec<usize> {
+            cs.iter()
+                .filter_map(|c| t.iter().position(|x| x == c))
+                .collect()
+        };
+        let prod = |cs: &[char]| cs.iter().map(|&c| size(c)).product::<i64>();
+        let (bsz, m, k, n) = (prod(&batch), prod(&lfree), prod(&contr), prod(&rfree));
+        let a = self.get(av, Layout::Nchw)?;
+        let pa: Vec<usize> = [pos(ta, &batch), pos(ta, &lfree), pos(ta, &contr)].concat();
+        let a = self.transpose(&a, &pa);
+        let a = self.reshape(&a, &[bsz, m, k]);
+        let pb: Vec<usize> = [pos(tb, &batch), pos(tb, &contr), pos(tb, &rfree)].concat();
+        let b = self.transformed(
+            bv,
+            &[
+                HostStep::Permute(pb),
+                HostStep::Reshape(vec![bsz, k, n]),
+            ],
+            "_einsum",
+        )?;
+        let r = self.matmul3(&a, &b)?;
+        let order: Vec<char> = [batch, lfree, rfree].concat();
+        let mid: Vec<i64> = order.iter().map(|&c| size(c)).collect();
+        let r = self.reshape(&r, &mid);
+        let back = pos(&order, &out);
+        let r = self.transpose(&r, &back);
+        if r.dims != ydims {
+            return Err(self.unsupported("Einsum result shape differs from the declared one"));
+        }
+        self.bind(y, Layout::Nchw, r);
+        Ok(())
+    }
+
+    /// Resize/Upsample of H and W (nearest or linear) as `tosa.resize` in NHWC. TOSA samples at
+    /// `(o * scale_d + offset) / scale_n`; ONNX's coordinate modes are that with
+    /// `scale_n = 2*out`, `scale_d = 2*in` and the offset below, and its nearest rounding modes
+    /// are offsets of TOSA's round-half-up.
+    fn resize(&mut self, node: &Node) -> R<()> {
+        let xv = self.req_input(node, 0)?;
+        let (y, _, ydims) = self.out(node, 0)?;
+        let (_, xdims) = self.value_type(xv)?;
+        if xdims.len() != 4 || xdims[0] != ydims[0] || xdims[1] != ydims[1] {
+            return Err(self.unsupported("only 4-D resizes of H and W are lowered"));
+        }
+        if node.attr_int("antialias").unwrap_or(0) != 0 {
+            return Err(self.unsupported("antialias"));
+        }
+        let mode = node.attr_str("mode").unwrap_or("nearest");
+        let default_ct = if node.op_type == "Upsample" || self.opset < 11 {
+            "asymmetric"
+        } else {
+            "half_pixel"
+        };
+        let ct = node
+            .attr_str("coordinate_transformation_mode")
+            .unwrap_or(default_ct);
+        let nearest_mode = node.attr_str("nearest_mode").unwrap_or("round_prefer_floor");
+        let mut scale = Vec::new();
+        let mut offset = Vec::new();
+        let mut border = Vec::new();
+        for i in 0..2 {
+            let (inp, out) = (xdims[2 + i], ydims[2 + i]);
+            let (sn, sd, mut off) = match ct {
+                "asymmetric" => (2 * out, 2 * inp, 0),
+                "half_pixel" => (2 * out, 2 * inp, inp - out),
+                "pytorch_half_pixel" if out > 1 => (2 * out, 2 * inp, inp - out),
+                "align_corners" if out > 1 => (2 * (out - 1), 2 * (inp - 1).max(0), 0),
+                other => {
+                    return Err(self.unsupported(format!("coordinate_transformation_mode {other}")))
+                }
+            };
+            match mode {
+                "linear" | "bilinear" => {}
+                "nearest" => {
+                    off += match nearest_mode {
+                        "round_prefer_floor" => -1,
+                        "round_prefer_ceil" => 0,
+                        "floor" => -sn / 2,
+                        "ceil" => sn / 2 - 1,
+                        other => return Err(self.unsupported(format!("nearest_mode {other}"))),
+                    };
+                }
+                other => return Err(self.unsupported(format!("mode {other}"))),
+            }
+            if sn <= 0 || sd <= 0 {
+                return Err(self.unsupported("degenerate resize"));
+            }
+            scale.extend([sn, sd]);
+            offset.push(off);
+            border.push((out - 1) * sd - (inp - 1) * sn + off);
+        }
+        let x = self.get(xv, Layout::Nhwc)?;
+        let s = self.shape_operand(&scale);
+        let o = self.shape_operand(&offset);
+        let b = self.shape_operand(&border);
+        let tosa_mode = if mode == "nearest" { "NEAREST_NEIGHBOR" } else { "BILINEAR" };
+        let out = [ydims[0], ydims[2], ydims[3], ydims[1]];
+        let r = self.op(
+            "tosa.resize",
+            &[(x.name.clone(), x.ty()), s, o, b],
+            &format!("mode = #tosa.resize_mode<{tosa_mode}>"),
+            x.dtype,
+            &out,
+        );
+        self.bind(y, Layout::Nhwc, r);
         Ok(())
     }
 
