@@ -357,11 +357,10 @@ fn write_output(
         Emit::Mlir => {
             let opts = spa_backends::mlir::MlirOptions::default();
             if cli.output == "-" {
-                let text = spa_backends::mlir::emit_mlir(model, &opts)
-                    .map_err(|e| failure(e.into()))?;
+                let text =
+                    spa_backends::mlir::emit_mlir(model, &opts).map_err(|e| failure(e.into()))?;
                 #[cfg(feature = "mlir")]
-                spa_backends::mlir::verify::verify_module(&text)
-                    .map_err(|e| failure(e.into()))?;
+                spa_backends::mlir::verify::verify_module(&text).map_err(|e| failure(e.into()))?;
                 let mut stdout = std::io::stdout().lock();
                 return stdout
                     .write_all(text.as_bytes())

@@ -33,13 +33,19 @@ fn fixtures() -> Vec<(String, PathBuf)> {
         .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
         .map(|p| (p.file_stem().unwrap().to_string_lossy().into_owned(), p))
         .collect();
-    v.push(("external_data".into(), root().join("external_data/model.onnx")));
+    v.push((
+        "external_data".into(),
+        root().join("external_data/model.onnx"),
+    ));
     // Cases for lowerings the shared fixtures do not reach (scripts/gen_mlir_cases.py).
     let cases = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("mlir");
     for e in std::fs::read_dir(cases).unwrap() {
         let p = e.unwrap().path();
         if p.extension().is_some_and(|e| e == "onnx") {
-            v.push((format!("case__{}", p.file_stem().unwrap().to_string_lossy()), p));
+            v.push((
+                format!("case__{}", p.file_stem().unwrap().to_string_lossy()),
+                p,
+            ));
         }
     }
     v.sort();
@@ -88,8 +94,11 @@ fn emitted_modules() {
 fn unlowerable_models_give_one_error_and_no_file() {
     let dir = tempfile::tempdir().unwrap();
     for name in NOT_LOWERED {
-        let model = read_onnx(&root().join(format!("{name}.onnx")), &ReadOptions::default())
-            .unwrap();
+        let model = read_onnx(
+            &root().join(format!("{name}.onnx")),
+            &ReadOptions::default(),
+        )
+        .unwrap();
         let out = dir.path().join(format!("{name}.mlir"));
         let err = write_mlir(&model, &out, None, &MlirOptions::default()).unwrap_err();
         assert!(
@@ -134,7 +143,14 @@ fn weights_become_resource_blobs_with_their_bytes() {
         .to_f32()
         .unwrap();
     let byte = |i: usize| u8::from_str_radix(&hex[2 + 8 + 2 * i..2 + 8 + 2 * i + 2], 16).unwrap();
-    let elem = |k: usize| f32::from_le_bytes([byte(4 * k), byte(4 * k + 1), byte(4 * k + 2), byte(4 * k + 3)]);
+    let elem = |k: usize| {
+        f32::from_le_bytes([
+            byte(4 * k),
+            byte(4 * k + 1),
+            byte(4 * k + 2),
+            byte(4 * k + 3),
+        ])
+    };
     assert_eq!(elem(1), w[9]);
     assert_eq!(elem(0), w[0]);
 }
@@ -169,7 +185,9 @@ fn mlir_opt_verifies_every_emitted_module() {
         if std::env::var("SPA_REQUIRE_MLIR_OPT").is_ok_and(|v| v == "1") {
             panic!("mlir-opt-22 is required (SPA_REQUIRE_MLIR_OPT=1) but was not found");
         }
-        eprintln!("note: mlir-opt-22 not found; skipping the upstream verification of emitted MLIR");
+        eprintln!(
+            "note: mlir-opt-22 not found; skipping the upstream verification of emitted MLIR"
+        );
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -186,8 +204,14 @@ fn mlir_opt_verifies_every_emitted_module() {
     // The verifier must also reject what is wrong: a conv whose result type is off.
     let broken = dir.path().join("broken.mlir");
     let text = std::fs::read_to_string(dir.path().join("conv_bn_residual.mlir")).unwrap();
-    std::fs::write(&broken, text.replacen("tensor<1x32x32x16xf32>", "tensor<1x32x31x16xf32>", 1))
-        .unwrap();
-    assert!(verify_with(&tool, &broken).is_err(), "mlir-opt accepted a broken module");
+    std::fs::write(
+        &broken,
+        text.replacen("tensor<1x32x32x16xf32>", "tensor<1x32x31x16xf32>", 1),
+    )
+    .unwrap();
+    assert!(
+        verify_with(&tool, &broken).is_err(),
+        "mlir-opt accepted a broken module"
+    );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

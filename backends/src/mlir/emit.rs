@@ -653,7 +653,10 @@ impl<'m> Emitter<'m> {
             (lit(lo), lit(hi))
         } else {
             let ety = elem_type(x.dtype).unwrap_or("i32");
-            (format!("{} : {ety}", lo as i64), format!("{} : {ety}", hi as i64))
+            (
+                format!("{} : {ety}", lo as i64),
+                format!("{} : {ety}", hi as i64),
+            )
         };
         self.op(
             "tosa.clamp",
@@ -814,12 +817,7 @@ impl<'m> Emitter<'m> {
         out.push_str(") {\n");
         out.push_str(&self.body);
         let rets: Vec<&str> = outputs.iter().map(|v| v.name.as_str()).collect();
-        let _ = writeln!(
-            out,
-            "    return {} : {}",
-            rets.join(", "),
-            rtys.join(", ")
-        );
+        let _ = writeln!(out, "    return {} : {}", rets.join(", "), rtys.join(", "));
         out.push_str("  }\n}\n");
         if !self.resources.is_empty() {
             out.push_str("\n{-#\n  dialect_resources: {\n    builtin: {\n");

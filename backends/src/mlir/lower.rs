@@ -1,9 +1,7 @@
 //! ONNX ops lowered to TOSA, one function per op family. Each reads its node's attributes and
 //! constant operands, emits ops through [`Emitter`], and binds the node's outputs.
 
-use super::emit::{
-    broadcast_dims, ints_attr, Emitter, HostStep, Layout, Val, NHWC_POS, TO_NHWC,
-};
+use super::emit::{broadcast_dims, ints_attr, Emitter, HostStep, Layout, Val, NHWC_POS, TO_NHWC};
 use super::host::HostTensor;
 use super::MlirError;
 use spa_ir::{DType, Node, ValueId};
@@ -19,8 +17,8 @@ pub(crate) fn param_inputs(op: &str) -> &'static [usize] {
         "Pad" => &[1, 2, 3],
         "Clip" => &[1, 2],
         "Resize" | "Upsample" => &[1, 2, 3],
-        "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceProd"
-        | "ReduceL2" | "ReduceSumSquare" => &[1],
+        "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL2"
+        | "ReduceSumSquare" => &[1],
         "ConstantOfShape" | "Range" | "Shape" | "Size" => &[0, 1, 2],
         "BatchNormalization" => &[1, 2, 3, 4],
         _ => &[],
@@ -576,7 +574,13 @@ impl Emitter<'_> {
                 )?;
                 let b = self.slice(&bias, &[gi * og], &[og]);
                 let part_dims = [out_nhwc[0], out_nhwc[1], out_nhwc[2], og];
-                parts.push(self.op_zp("tosa.conv2d", &[&xs, &w, &b], 2, &props(&acc), &part_dims)?);
+                parts.push(self.op_zp(
+                    "tosa.conv2d",
+                    &[&xs, &w, &b],
+                    2,
+                    &props(&acc),
+                    &part_dims,
+                )?);
             }
             self.concat(&parts, 3)
         };
@@ -591,10 +595,9 @@ impl Emitter<'_> {
         let mut params = Vec::new();
         for i in 1..5 {
             let v = self.req_input(node, i)?;
-            params.push(
-                self.const_f32(v)
-                    .ok_or_else(|| self.unsupported("BatchNormalization parameters must be constants"))?,
-            );
+            params.push(self.const_f32(v).ok_or_else(|| {
+                self.unsupported("BatchNormalization parameters must be constants")
+            })?);
         }
         let c = params[0].len();
         if params.iter().any(|p| p.len() != c) || ydims.get(1) != Some(&(c as i64)) {
@@ -616,8 +619,14 @@ impl Emitter<'_> {
             pdims[1] = c as i64;
         }
         let name = self.g.value(y).name.clone();
-        let s = self.constant(&format!("{name}_scale"), HostTensor::from_f32(pdims.clone(), &scale))?;
-        let t = self.constant(&format!("{name}_shift"), HostTensor::from_f32(pdims, &shift))?;
+        let s = self.constant(
+            &format!("{name}_scale"),
+            HostTensor::from_f32(pdims.clone(), &scale),
+        )?;
+        let t = self.constant(
+            &format!("{name}_shift"),
+            HostTensor::from_f32(pdims, &shift),
+        )?;
         let s = self.cast(&s, x.dtype);
         let t = self.cast(&t, x.dtype);
         let m = self.mul(&x, &s);
@@ -645,7 +654,10 @@ impl Emitter<'_> {
             if s.len() != 2 {
                 return Err(self.unsupported("only 2-D pooling is lowered"));
             }
-            if node.attr_ints("dilations").is_some_and(|d| d.iter().any(|&x| x != 1)) {
+            if node
+                .attr_ints("dilations")
+                .is_some_and(|d| d.iter().any(|&x| x != 1))
+            {
                 return Err(self.unsupported("dilated pooling"));
             }
             let k = [k[0], k[1]];
@@ -674,7 +686,13 @@ impl Emitter<'_> {
             ints_attr("i64", &st)
         );
         let r = if is_max {
-            self.op("tosa.max_pool2d", &[(x.name.clone(), x.ty())], &props, x.dtype, &out)
+            self.op(
+                "tosa.max_pool2d",
+                &[(x.name.clone(), x.ty())],
+                &props,
+                x.dtype,
+                &out,
+            )
         } else {
             let acc = super::emit::elem_type(x.dtype).unwrap_or("f32");
             self.op_zp(
@@ -755,7 +773,11 @@ impl Emitter<'_> {
             a
         };
         let (m, k) = (a.dims[a.dims.len() - 2], a.dims[a.dims.len() - 1]);
-        let n = if bdims.len() == 1 { 1 } else { bdims[bdims.len() - 1] };
+        let n = if bdims.len() == 1 {
+            1
+        } else {
+            bdims[bdims.len() - 1]
+        };
         let a_batch = &a.dims[..a.dims.len() - 2];
         let b_batch: Vec<i64> = if bdims.len() <= 2 {
             vec![]
@@ -870,10 +892,7 @@ impl Emitter<'_> {
         let pb: Vec<usize> = [pos(tb, &batch), pos(tb, &contr), pos(tb, &rfree)].concat();
         let b = self.transformed(
             bv,
-            &[
-                HostStep::Permute(pb),
-                HostStep::Reshape(vec![bsz, k, n]),
-            ],
+            &[HostStep::Permute(pb), HostStep::Reshape(vec![bsz, k, n])],
             "_einsum",
         )?;
         let r = self.matmul3(&a, &b)?;
@@ -912,7 +931,9 @@ impl Emitter<'_> {
         let ct = node
             .attr_str("coordinate_transformation_mode")
             .unwrap_or(default_ct);
-        let nearest_mode = node.attr_str("nearest_mode").unwrap_or("round_prefer_floor");
+        let nearest_mode = node
+            .attr_str("nearest_mode")
+            .unwrap_or("round_prefer_floor");
         let mut scale = Vec::new();
         let mut offset = Vec::new();
         let mut border = Vec::new();
@@ -951,7 +972,11 @@ impl Emitter<'_> {
         let s = self.shape_operand(&scale);
         let o = self.shape_operand(&offset);
         let b = self.shape_operand(&border);
-        let tosa_mode = if mode == "nearest" { "NEAREST_NEIGHBOR" } else { "BILINEAR" };
+        let tosa_mode = if mode == "nearest" {
+            "NEAREST_NEIGHBOR"
+        } else {
+            "BILINEAR"
+        };
         let out = [ydims[0], ydims[2], ydims[3], ydims[1]];
         let r = self.op(
             "tosa.resize",
@@ -1136,7 +1161,12 @@ impl Emitter<'_> {
         let mut perm: Vec<usize> = vec![axis];
         perm.extend((0..rank).filter(|&a| a != axis));
         let xt = self.transpose(&x, &perm);
-        let rest: i64 = xdims.iter().enumerate().filter(|(a, _)| *a != axis).map(|(_, d)| d).product();
+        let rest: i64 = xdims
+            .iter()
+            .enumerate()
+            .filter(|(a, _)| *a != axis)
+            .map(|(_, d)| d)
+            .product();
         let x3 = self.reshape(&xt, &[1, d, rest]);
         let w: i64 = idims.iter().product();
         let idx = self.get(iv, Layout::Nchw)?;
@@ -1151,7 +1181,13 @@ impl Emitter<'_> {
         );
         // [idims..., other axes in order] then move the index dims to `axis`.
         let mut mid: Vec<i64> = idims.clone();
-        mid.extend(xdims.iter().enumerate().filter(|(a, _)| *a != axis).map(|(_, d)| *d));
+        mid.extend(
+            xdims
+                .iter()
+                .enumerate()
+                .filter(|(a, _)| *a != axis)
+                .map(|(_, d)| *d),
+        );
         let g = self.reshape(&g, &mid);
         let ni = idims.len();
         let mut back: Vec<usize> = Vec::new();

@@ -37,7 +37,9 @@ pub enum MlirError {
         node: String,
         reason: String,
     },
-    #[error("value '{value}' has type {ty}; MLIR output needs static shapes and known element types")]
+    #[error(
+        "value '{value}' has type {ty}; MLIR output needs static shapes and known element types"
+    )]
     DynamicShape { value: String, ty: String },
     #[error("cannot emit MLIR: {0}")]
     Ir(#[from] IrError),

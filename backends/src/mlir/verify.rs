@@ -57,7 +57,10 @@ mod tests {
 
     #[test]
     fn rejects_a_type_error_with_the_diagnostic() {
-        let bad = GOOD.replace("-> tensor<1x4xf32>\n    return", "-> tensor<1x5xf32>\n    return");
+        let bad = GOOD.replace(
+            "-> tensor<1x4xf32>\n    return",
+            "-> tensor<1x5xf32>\n    return",
+        );
         assert_ne!(bad, GOOD);
         let err = verify_module(&bad).unwrap_err().to_string();
         assert!(err.contains("does not verify"), "{err}");
