@@ -62,16 +62,30 @@ impl<'a> HostTensor<'a> {
             return None;
         }
         let mut out = Vec::with_capacity(n * es);
-        let mut idx = vec![0usize; rank];
-        for _ in 0..n {
-            let off: usize = idx.iter().zip(&strides).map(|(i, s)| i * s).sum();
-            out.extend_from_slice(&self.bytes[off * es..off * es + es]);
-            for ax in (0..rank).rev() {
-                idx[ax] += 1;
-                if idx[ax] < out_dims[ax] {
-                    break;
+        if rank == 0 || n == 0 {
+            out.extend_from_slice(&self.bytes);
+        } else {
+            // Odometer over the output with the source offset kept incrementally; the innermost
+            // output axis is a strided copy.
+            let inner = out_dims[rank - 1];
+            let inner_stride = strides[rank - 1] * es;
+            let mut idx = vec![0usize; rank - 1];
+            let mut base = 0usize;
+            for _ in 0..n / inner.max(1) {
+                let mut off = base * es;
+                for _ in 0..inner {
+                    out.extend_from_slice(&self.bytes[off..off + es]);
+                    off += inner_stride;
                 }
-                idx[ax] = 0;
+                for ax in (0..rank - 1).rev() {
+                    idx[ax] += 1;
+                    base += strides[ax];
+                    if idx[ax] < out_dims[ax] {
+                        break;
+                    }
+                    base -= strides[ax] * out_dims[ax];
+                    idx[ax] = 0;
+                }
             }
         }
         Some(HostTensor {
