@@ -19,6 +19,8 @@ enum Emit {
     Onnx,
     /// spa-opt's text IR (the default for stdout and any other extension).
     Spa,
+    /// MLIR text: TOSA and upstream dialects (the default for a `.mlir` output).
+    Mlir,
 }
 
 /// Structured pruning compiler: reads an ONNX or .spa model, runs a pipeline of passes over its
@@ -38,7 +40,8 @@ struct Cli {
     #[arg(long = "pass", value_name = "PIPELINE")]
     pass: Vec<String>,
 
-    /// Output format (default: from the output extension: .onnx -> onnx, otherwise spa).
+    /// Output format (default: from the output extension: .onnx -> onnx, .mlir -> mlir,
+    /// otherwise spa).
     #[arg(long, value_enum)]
     emit: Option<Emit>,
 
@@ -187,6 +190,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
     let emit = match cli.emit {
         Some(e) => e,
         None if cli.output.ends_with(".onnx") => Emit::Onnx,
+        None if cli.output.ends_with(".mlir") => Emit::Mlir,
         None => Emit::Spa,
     };
     if emit == Emit::Onnx && cli.output == "-" {
@@ -349,6 +353,32 @@ fn write_output(
                 Some(Path::new(input)).filter(|_| !cli.in_place),
             )
             .map_err(|e| failure(e.into()))
+        }
+        Emit::Mlir => {
+            let opts = spa_backends::mlir::MlirOptions::default();
+            if cli.output == "-" {
+                let text =
+                    spa_backends::mlir::emit_mlir(model, &opts).map_err(|e| failure(e.into()))?;
+                #[cfg(feature = "mlir")]
+                spa_backends::mlir::verify::verify_module(&text).map_err(|e| failure(e.into()))?;
+                let mut stdout = std::io::stdout().lock();
+                return stdout
+                    .write_all(text.as_bytes())
+                    .and_then(|_| stdout.flush())
+                    .context("cannot write to stdout")
+                    .map_err(failure);
+            }
+            progress.start(&format!("writing {}", cli.output));
+            let t = Instant::now();
+            spa_backends::mlir::write_mlir(
+                model,
+                Path::new(&cli.output),
+                Some(Path::new(input)).filter(|_| !cli.in_place),
+                &opts,
+            )
+            .map_err(|e| failure(e.into()))?;
+            progress.done(t.elapsed());
+            Ok(())
         }
         Emit::Onnx => {
             let out = PathBuf::from(&cli.output);

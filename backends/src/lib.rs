@@ -4,5 +4,6 @@
 //! A backend never changes the model it is given and never leaves a partial file behind: output
 //! goes to a temp file in the destination folder and is renamed into place.
 
+pub mod mlir;
 pub mod onnx;
 pub mod text;

@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""Generate tests/mlir/*.onnx: small models exercising the MLIR lowerings that the shared fixtures
+do not (pool corner cases, resize modes, einsum, pads, slices, activations). Deterministic; the
+files are committed so `cargo test` needs no Python. Checked with onnx.checker and onnxruntime.
+
+  python3 scripts/gen_mlir_cases.py
+"""
+import os
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OUT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "mlir")
+
+
+def model(name, nodes, inputs, outputs, inits, seed_doc=""):
+    g = helper.make_graph(nodes, name, inputs, outputs, initializer=inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], producer_name="gen_mlir_cases")
+    m.ir_version = 8
+    for o in m.graph.output:
+        o.type.tensor_type.ClearField("shape")
+    m = onnx.shape_inference.infer_shapes(m, strict_mode=True)
+    onnx.checker.check_model(m, full_check=True)
+    path = os.path.join(OUT, name + ".onnx")
+    onnx.save(m, path)
+    return path
+
+
+def t(name, shape):
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+
+def const(name, arr):
+    return numpy_helper.from_array(np.asarray(arr), name)
+
+
+def pools_and_pads(rng):
+    w = rng.standard_normal((8, 3, 3, 3)).astype(np.float32)
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+        helper.make_node("LeakyRelu", ["c"], ["a"], alpha=0.1),
+        helper.make_node("MaxPool", ["a"], ["m"], kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1),
+        helper.make_node("AveragePool", ["a"], ["p"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+        helper.make_node("AveragePool", ["a"], ["q"], kernel_shape=[2, 2], strides=[2, 2], pads=[1, 1, 1, 1],
+                         count_include_pad=1),
+        helper.make_node("Add", ["m", "p"], ["s0"]),
+        helper.make_node("Pad", ["s0", "pads", "pv"], ["pd"], mode="constant"),
+        helper.make_node("HardSwish", ["pd"], ["h"]),
+        helper.make_node("Clip", ["h", "lo", "hi"], ["cl"]),
+        helper.make_node("Slice", ["cl", "st", "en", "ax"], ["sl"]),
+        helper.make_node("Split", ["sl", "sp"], ["s1", "s2"], axis=1),
+        helper.make_node("Mul", ["s1", "s2"], ["mu"]),
+        helper.make_node("ReduceMean", ["mu"], ["y"], axes=[2, 3], keepdims=0),
+        helper.make_node("GlobalMaxPool", ["q"], ["y2"]),
+    ]
+    inits = [const("w", w), const("pads", np.array([0, 0, 1, 0, 0, 0, 0, 2], np.int64)),
+             const("pv", np.array(0.5, np.float32)), const("lo", np.array(-0.5, np.float32)),
+             const("hi", np.array(2.0, np.float32)),
+             const("st", np.array([1, 1], np.int64)), const("en", np.array([100, -1], np.int64)),
+             const("ax", np.array([2, 3], np.int64)), const("sp", np.array([4, 4], np.int64))]
+    return model("pools_and_pads", nodes, [t("x", [1, 3, 19, 19])], [t("y", None), t("y2", None)], inits)
+
+
+def resize_modes(rng):
+    nodes = [
+        helper.make_node("Resize", ["x", "", "s2"], ["a"], mode="linear",
+                         coordinate_transformation_mode="half_pixel"),
+        helper.make_node("Resize", ["x", "", "s2"], ["b"], mode="nearest",
+                         coordinate_transformation_mode="asymmetric", nearest_mode="floor"),
+        helper.make_node("Resize", ["x", "", "", "sz"], ["c"], mode="linear",
+                         coordinate_transformation_mode="align_corners"),
+        helper.make_node("Resize", ["x", "", "", "sz"], ["d"], mode="nearest",
+                         coordinate_transformation_mode="half_pixel", nearest_mode="round_prefer_floor"),
+        helper.make_node("Add", ["a", "b"], ["ab"]),
+        helper.make_node("Add", ["c", "d"], ["cd"]),
+        helper.make_node("Concat", ["ab", "cd"], ["y"], axis=1),
+    ]
+    inits = [const("s2", np.array([1, 1, 2, 2], np.float32)),
+             const("sz", np.array([1, 2, 10, 10], np.int64))]
+    return model("resize_modes", nodes, [t("x", [1, 2, 5, 5])], [t("y", None)], inits)
+
+
+def einsum_attention(rng):
+    wq = rng.standard_normal((2, 4, 6, 5)).astype(np.float32)
+    nodes = [
+        helper.make_node("Einsum", ["x", "wq"], ["q"], equation="bgid,bgjd->bgij"),
+        helper.make_node("Softmax", ["q"], ["p"], axis=-1),
+        helper.make_node("Einsum", ["p", "x"], ["o"], equation="bgij,bgjd->bgid"),
+        helper.make_node("Einsum", ["o", "wv"], ["y"], equation="bgid,de->bige"),
+    ]
+    inits = [const("wq", wq), const("wv", rng.standard_normal((5, 3)).astype(np.float32))]
+    return model("einsum_attention", nodes, [t("x", [2, 4, 6, 5])], [t("y", None)], inits)
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    rng = np.random.default_rng(11)
+    paths = [pools_and_pads(rng), resize_modes(rng), einsum_attention(rng)]
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return
+    for p in paths:
+        sess = ort.InferenceSession(p, providers=["CPUExecutionProvider"])
+        feeds = {i.name: np.ones([d for d in i.shape], np.float32) for i in sess.get_inputs()}
+        outs = sess.run(None, feeds)
+        print(os.path.basename(p), [o.shape for o in outs])
+
+
+if __name__ == "__main__":
+    main()
