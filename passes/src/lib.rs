@@ -8,6 +8,7 @@
 //! This crate never touches protobuf or files: frontends read models, backends write them.
 
 pub mod analysis;
+pub mod calib;
 pub mod error;
 pub mod group;
 pub mod manager;

@@ -2,8 +2,10 @@
 //! (producer weights and biases, norm parameters, consumer input slices), reduced across members
 //! and normalized for global ranking. Criteria are one file each behind [`Criterion`].
 
+mod activation;
 mod l1;
 mod l2;
+pub mod obspa;
 mod random;
 
 use crate::analysis::{Analysis, Preserved};
@@ -321,7 +323,7 @@ pub static INFO: PassInfo = PassInfo {
     options: &[
         OptionDecl {
             name: "criterion",
-            kind: OptionKind::Enum(&["l1", "l2", "random"]),
+            kind: OptionKind::Enum(&["l1", "l2", "random", "obspa", "activation"]),
             default: "l2",
             help: "importance criterion",
         },
@@ -341,7 +343,25 @@ pub static INFO: PassInfo = PassInfo {
             name: "seed",
             kind: OptionKind::UInt,
             default: "0",
-            help: "seed of the random criterion",
+            help: "seed of the random criterion and of synthetic calibration data",
+        },
+        OptionDecl {
+            name: "data",
+            kind: OptionKind::Str,
+            default: "synthetic",
+            help: "calibration inputs of obspa/activation: FILE.npz (arrays by graph input name), FILE.npy (single-input models), synthetic (normal noise matched to the first BatchNorm), or none (obspa: H = I, no compensation)",
+        },
+        OptionDecl {
+            name: "samples",
+            kind: OptionKind::UInt,
+            default: "0",
+            help: "calibration samples (0: all of the file, or 64 synthetic)",
+        },
+        OptionDecl {
+            name: "damp",
+            kind: OptionKind::Float,
+            default: "0.01",
+            help: "obspa Hessian damping, as a fraction of the mean diagonal",
         },
     ],
     create: |opts: &Options| {
@@ -355,6 +375,9 @@ pub static INFO: PassInfo = PassInfo {
             "max" => Normalize::Max,
             _ => Normalize::None,
         };
+        if let Some(pass) = obspa::create(opts, normalize)? {
+            return Ok(pass);
+        }
         let crit = criterion(opts.str("criterion"), opts.int("seed") as u64).ok_or_else(|| {
             PassError::BadOption {
                 pass: "score".into(),
