@@ -48,7 +48,7 @@ pub fn parse_npy(bytes: &[u8], what: &str) -> Result<NdArray, CalibError> {
     }
     let major = bytes[6];
     let (header_len, start) = match major {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10usize),
         2 | 3 => {
             let b = bytes.get(8..12).ok_or_else(|| bad("truncated header".into()))?;
             (u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize, 12)

@@ -168,7 +168,7 @@ pub fn write_npz(members: &[(&str, Vec<u8>)]) -> Vec<u8> {
             h.extend_from_slice(&(name.len() as u16).to_le_bytes());
             h.extend_from_slice(&0u16.to_le_bytes()); // extra
             if sig == CENTRAL {
-                h.extend_from_slice(&[0u8; 8]); // comment, disk, internal attrs
+                h.extend_from_slice(&[0u8; 6]); // comment length, disk, internal attrs
                 h.extend_from_slice(&0u32.to_le_bytes()); // external attrs
                 h.extend_from_slice(&offset.to_le_bytes());
             }

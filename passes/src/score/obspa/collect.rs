@@ -148,7 +148,7 @@ fn accumulate(
     };
     let threads = rayon::current_num_threads().max(1);
     let mut pending: Vec<Array2<f32>> = Vec::new();
-    let mut flush = |pending: &mut Vec<Array2<f32>>, sum: &mut HessianSum| {
+    let flush = |pending: &mut Vec<Array2<f32>>, sum: &mut HessianSum| {
         let parts: Vec<(Array2<f32>, u64)> = pending
             .par_iter()
             .map(|b| (b.t().dot(b), b.nrows() as u64))

@@ -126,8 +126,8 @@ impl Pass for DataScore {
         let (mut scores, compensation, stats) = match self.criterion {
             DataCriterion::Obspa => obspa_scores(model, &groups, batch.as_ref(), self.damp)?,
             DataCriterion::Activation => {
-                let batch = batch.ok_or_else(|| failed("criterion 'activation' needs data"))?;
-                let (s, st) = activation::scores(model, &groups, &batch)?;
+                let batch = batch.as_ref().ok_or_else(|| failed("criterion 'activation' needs data"))?;
+                let (s, st) = activation::scores(model, &groups, batch)?;
                 (s, None, st)
             }
         };
