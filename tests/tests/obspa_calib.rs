@@ -54,7 +54,11 @@ fn numpy_files_give_the_same_scores() {
         }
     }
     for (c, text) in &printed[2..] {
-        let first = &printed.iter().find(|(k, _)| k == c).unwrap_or_else(|| unreachable!()).1;
+        let first = &printed
+            .iter()
+            .find(|(k, _)| k == c)
+            .unwrap_or_else(|| unreachable!())
+            .1;
         assert_eq!(text, first, "{c}: scores differ between containers");
     }
     // Different data (the first 8 samples) gives different obspa scores.
@@ -71,10 +75,26 @@ fn numpy_files_give_the_same_scores() {
 fn bad_files_give_one_line_errors() {
     let m = mlp();
     let cases = [
-        ("wrong_name.npz", "graph input 'input'", "has no array of that name (it has 'x')"),
-        ("extra_array.npz", "wrong", "array 'mask' names no graph input"),
-        ("wrong_shape.npy", "graph input 'input'", "expected shape [?, 64]"),
-        ("wrong_dtype.npy", "graph input 'input'", "the input is f32 but the array is '<i8'"),
+        (
+            "wrong_name.npz",
+            "graph input 'input'",
+            "has no array of that name (it has 'x')",
+        ),
+        (
+            "extra_array.npz",
+            "wrong",
+            "array 'mask' names no graph input",
+        ),
+        (
+            "wrong_shape.npy",
+            "graph input 'input'",
+            "expected shape [?, 64]",
+        ),
+        (
+            "wrong_dtype.npy",
+            "graph input 'input'",
+            "the input is f32 but the array is '<i8'",
+        ),
         ("nan.npy", "graph input 'input'", "element 197 is NaN"),
         ("inf.npz", "graph input 'input'", "element 0 is inf"),
         ("complex.npy", "complex.npy", "unsupported dtype '<c8'"),
@@ -84,14 +104,20 @@ fn bad_files_give_one_line_errors() {
     for (file, a, b) in cases {
         for criterion in ["obspa", "activation"] {
             let data = quoted(root().join("invalid/calib").join(file));
-            let e = match run(&m, &format!("group,score{{criterion={criterion},data={data}}}")) {
+            let e = match run(
+                &m,
+                &format!("group,score{{criterion={criterion},data={data}}}"),
+            ) {
                 Ok(_) => panic!("{file}: accepted"),
                 Err(e) => e,
             };
             assert_eq!(e.lines().count(), 1, "{file}: {e}");
             let a = if a == "wrong" { "calibration data" } else { a };
             assert!(e.contains(a) && e.contains(b), "{file}: {e}");
-            assert!(e.starts_with("pass 'score': calibration data"), "{file}: {e}");
+            assert!(
+                e.starts_with("pass 'score': calibration data"),
+                "{file}: {e}"
+            );
         }
     }
 }
@@ -100,7 +126,10 @@ fn bad_files_give_one_line_errors() {
 fn bad_options_are_refused() {
     let m = mlp();
     let e = run(&m, "group,score{criterion=activation,data=none}").unwrap_err();
-    assert!(e.contains("option 'data'") && e.contains("needs data"), "{e}");
+    assert!(
+        e.contains("option 'data'") && e.contains("needs data"),
+        "{e}"
+    );
     let e = run(&m, "group,score{criterion=obspa,damp=-1}").unwrap_err();
     assert!(e.contains("option 'damp'"), "{e}");
 }

@@ -75,7 +75,11 @@ fn outputs(model: &Model, dir: &Path, name: &str, inputs: &[Vec<Input>]) -> Vec<
 /// ||a - b|| / ||b||.
 fn rel_error(a: &[f32], b: &[f32]) -> f64 {
     assert_eq!(a.len(), b.len());
-    let d: f64 = a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum();
+    let d: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
+        .sum();
     let n: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
     (d / n.max(1e-30)).sqrt()
 }
@@ -97,7 +101,8 @@ fn errors(model: &Model, name: &str, inputs: &[Vec<Input>], pipelines: &[&str]) 
         .collect()
 }
 
-const OBSPA: &str = "group,score{criterion=obspa,data=synthetic,seed=1,samples=256},prune{ratio=0.5}";
+const OBSPA: &str =
+    "group,score{criterion=obspa,data=synthetic,seed=1,samples=256},prune{ratio=0.5}";
 const OBSPA_NONE: &str = "group,score{criterion=obspa,data=none},prune{ratio=0.5}";
 const L2: &str = "group,score{criterion=l2},prune{ratio=0.5}";
 
@@ -105,11 +110,20 @@ const L2: &str = "group,score{criterion=l2},prune{ratio=0.5}";
 fn obspa_beats_l2_on_an_mlp() {
     // dynamic_batch.onnx: Gemm -> Relu -> Gemm -> Sigmoid -> MatMul, batch symbolic.
     let model = load("dynamic_batch.onnx");
-    let inputs = vec![vec![(vec![128, 64], DType::F32, normal_inputs(&[128, 64], 99))]];
+    let inputs = vec![vec![(
+        vec![128, 64],
+        DType::F32,
+        normal_inputs(&[128, 64], 99),
+    )]];
     let e = errors(&model, "mlp", &inputs, &[OBSPA, L2, OBSPA_NONE]);
     assert!(e[0] < 0.7 * e[1], "obspa {} vs l2 {}", e[0], e[1]);
     // The gain is the compensation's: without data, obspa is a magnitude criterion.
-    assert!(e[0] < 0.7 * e[2], "obspa {} vs obspa data=none {}", e[0], e[2]);
+    assert!(
+        e[0] < 0.7 * e[2],
+        "obspa {} vs obspa data=none {}",
+        e[0],
+        e[2]
+    );
 }
 
 #[test]
@@ -130,11 +144,21 @@ fn obspa_beats_l2_on_a_conv_net_with_batchnorm() {
 #[test]
 fn compensated_masking_equals_compensated_pruning() {
     let model = load("dynamic_batch.onnx");
-    let inputs = vec![vec![(vec![16, 64], DType::F32, normal_inputs(&[16, 64], 5))]];
+    let inputs = vec![vec![(
+        vec![16, 64],
+        DType::F32,
+        normal_inputs(&[16, 64], 5),
+    )]];
     let dir = tempfile::tempdir().unwrap();
     let base = "group,score{criterion=obspa,data=synthetic,seed=2,samples=64}";
-    let pruned = run(&model, &format!("{base},prune{{ratio=0.5,exact-only=true}}"));
-    let masked = run(&model, &format!("{base},prune{{ratio=0.5,exact-only=true,mode=mask}}"));
+    let pruned = run(
+        &model,
+        &format!("{base},prune{{ratio=0.5,exact-only=true}}"),
+    );
+    let masked = run(
+        &model,
+        &format!("{base},prune{{ratio=0.5,exact-only=true,mode=mask}}"),
+    );
     let a = outputs(&pruned, dir.path(), "pruned.onnx", &inputs);
     let b = outputs(&masked, dir.path(), "masked.onnx", &inputs);
     let e = rel_error(&a, &b);

@@ -374,7 +374,10 @@ mod tests {
         let m = model(TWO_INPUTS);
         let err = |z: Vec<u8>| load_bytes(&m, &z, 0).unwrap_err().to_string();
         let e = err(write_npz(&[("x", write_npy_f32(&[2, 3], &[0.; 6]))]));
-        assert!(e.contains("graph input 'ids'") && e.contains("no array"), "{e}");
+        assert!(
+            e.contains("graph input 'ids'") && e.contains("no array"),
+            "{e}"
+        );
         let e = err(write_npz(&[
             ("x", write_npy_f32(&[2, 3], &[0.; 6])),
             ("ids", write_npy_i64(&[2, 2], &[0; 4])),
@@ -400,7 +403,10 @@ mod tests {
             ("x", write_npy_f32(&[2, 3], &[0.; 6])),
             ("ids", write_npy_i64(&[3, 2], &[0; 6])),
         ]));
-        assert!(e.contains("graph input 'ids'") && e.contains("samples"), "{e}");
+        assert!(
+            e.contains("graph input 'ids'") && e.contains("samples"),
+            "{e}"
+        );
         // A .npy for a two-input model.
         let e = err(write_npy_f32(&[2, 3], &[0.; 6]));
         assert!(e.contains("2 data inputs"), "{e}");
@@ -437,6 +443,9 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(e.starts_with("calibration data: cannot read '/nonexistent/calib.npz'"), "{e}");
+        assert!(
+            e.starts_with("calibration data: cannot read '/nonexistent/calib.npz'"),
+            "{e}"
+        );
     }
 }

@@ -50,7 +50,9 @@ pub fn parse_npy(bytes: &[u8], what: &str) -> Result<NdArray, CalibError> {
     let (header_len, start) = match major {
         1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10usize),
         2 | 3 => {
-            let b = bytes.get(8..12).ok_or_else(|| bad("truncated header".into()))?;
+            let b = bytes
+                .get(8..12)
+                .ok_or_else(|| bad("truncated header".into()))?;
             (u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize, 12)
         }
         v => return Err(bad(format!("unsupported .npy version {v}"))),
@@ -283,7 +285,9 @@ mod tests {
 
     #[test]
     fn errors_name_the_array() {
-        let e = parse_npy(b"hello world", "calib.npy").unwrap_err().to_string();
+        let e = parse_npy(b"hello world", "calib.npy")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("calib.npy") && e.contains("magic"), "{e}");
         let mut f = write_npy_f32(&[4], &[1., 2., 3., 4.]);
         f.truncate(f.len() - 4);

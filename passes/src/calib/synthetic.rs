@@ -155,9 +155,11 @@ fn bn_match(
             continue;
         }
         let y = node.output(0)?;
-        let Some(&(bn, 0)) = users.get(y.index())?.iter().find(|&&(n, j)| {
-            j == 0 && graph.node(n).op_type == "BatchNormalization"
-        }) else {
+        let Some(&(bn, 0)) = users
+            .get(y.index())?
+            .iter()
+            .find(|&&(n, j)| j == 0 && graph.node(n).op_type == "BatchNormalization")
+        else {
             continue;
         };
         let bn = graph.node(bn);
@@ -288,7 +290,10 @@ mod tests {
         // x = (1, -2) fits exactly.
         let a = [1.0, 0.0, 0.0, 1.0, 1.0, 1.0];
         let x = least_squares(&a, 3, 2, &[1.0, -2.0, -1.0]).unwrap();
-        assert!((x[0] - 1.0).abs() < 1e-6 && (x[1] + 2.0).abs() < 1e-6, "{x:?}");
+        assert!(
+            (x[0] - 1.0).abs() < 1e-6 && (x[1] + 2.0).abs() < 1e-6,
+            "{x:?}"
+        );
     }
 
     #[test]
@@ -323,7 +328,10 @@ mod tests {
                 .collect();
             let m = v.iter().sum::<f64>() / v.len() as f64;
             let s = (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / v.len() as f64).sqrt();
-            assert!((m - mu).abs() < 0.05 * sd && (s / sd - 1.0).abs() < 0.05, "{c}: {m} {s}");
+            assert!(
+                (m - mu).abs() < 0.05 * sd && (s / sd - 1.0).abs() < 0.05,
+                "{c}: {m} {s}"
+            );
         }
         // Same seed, same data.
         assert_eq!(generate(&m, 256, 7).unwrap()[0].1, inputs[0].1);

@@ -63,7 +63,8 @@ pub fn apply(
             continue;
         }
         let Ok(mut w) = t.to_f32() else {
-            done.skipped.push(format!("node '{label}': weight is unreadable"));
+            done.skipped
+                .push(format!("node '{label}': weight is unreadable"));
             continue;
         };
         let Some(mats) = c.matrices(&w) else {

@@ -697,7 +697,9 @@ impl Pass for Prune {
             cx.warn("every channel group is pinned; the model is unchanged");
         }
         if cx.analyses.is_cached::<crate::score::obspa::Compensation>() {
-            let comp = cx.analyses.get::<crate::score::obspa::Compensation>(model)?;
+            let comp = cx
+                .analyses
+                .get::<crate::score::obspa::Compensation>(model)?;
             let done = compensate::apply(model, &groups, &kept, comp);
             cx.stat("layers compensated", done.layers);
             done.skipped.into_iter().for_each(|w| cx.warn(w));

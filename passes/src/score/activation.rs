@@ -115,7 +115,10 @@ pub(super) fn scores(
     let stats = vec![
         ("values observed", all.len()),
         ("groups scored by activation", by_activation),
-        ("groups scored by l2 (nothing observed)", groups.spaces.len() - by_activation),
+        (
+            "groups scored by l2 (nothing observed)",
+            groups.spaces.len() - by_activation,
+        ),
     ];
     Ok((
         Scores {

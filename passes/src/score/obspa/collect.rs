@@ -62,10 +62,8 @@ pub fn collect(
     let graph = &model.graph;
     let interp = Interpreter::new(model).map_err(|e| e.to_string())?;
     let mut out = Collected::default();
-    let by_node: HashMap<NodeId, usize> = hessian_of
-        .iter()
-        .map(|&i| (consumers[i].node, i))
-        .collect();
+    let by_node: HashMap<NodeId, usize> =
+        hessian_of.iter().map(|&i| (consumers[i].node, i)).collect();
     for &i in hessian_of {
         let c = &consumers[i];
         out.hessians
@@ -85,38 +83,37 @@ pub fn collect(
         let refs: Vec<(&str, &Value)> = inputs.iter().map(|(n, v)| (n.as_str(), v)).collect();
         let hessians = &mut out.hessians;
         let activations = &mut out.activations;
-        let mut observer =
-            |g: &Graph, n: NodeId, ins: &[Option<&Value>], outs: &[Value]| {
-                if failure.is_some() {
+        let mut observer = |g: &Graph, n: NodeId, ins: &[Option<&Value>], outs: &[Value]| {
+            if failure.is_some() {
+                return;
+            }
+            if let Some(&i) = by_node.get(&n) {
+                let (Some(Some(x)), Some(y), Some(sums)) =
+                    (ins.first(), outs.first(), hessians.get_mut(&i))
+                else {
                     return;
+                };
+                if let Err(e) = accumulate(&consumers[i], x, y.shape(), sums) {
+                    failure = Some(format!("node '{}': {e}", g.node(n).label()));
                 }
-                if let Some(&i) = by_node.get(&n) {
-                    let (Some(Some(x)), Some(y), Some(sums)) =
-                        (ins.first(), outs.first(), hessians.get_mut(&i))
-                    else {
-                        return;
-                    };
-                    if let Err(e) = accumulate(&consumers[i], x, y.shape(), sums) {
-                        failure = Some(format!("node '{}': {e}", g.node(n).label()));
-                    }
-                }
-                for (o, val) in g.node(n).outputs.iter().zip(outs) {
-                    let Some(axes) = o.and_then(|o| watched.get(&o).map(|a| (o, a))) else {
-                        continue;
-                    };
-                    for &k in axes.1 {
-                        if let Some((sums, count)) = abs_sums(val, k) {
-                            let e = activations
-                                .entry((axes.0, k))
-                                .or_insert_with(|| (vec![0.0; sums.len()], 0));
-                            if e.0.len() == sums.len() {
-                                e.0.iter_mut().zip(&sums).for_each(|(a, s)| *a += s);
-                                e.1 += count;
-                            }
+            }
+            for (o, val) in g.node(n).outputs.iter().zip(outs) {
+                let Some(axes) = o.and_then(|o| watched.get(&o).map(|a| (o, a))) else {
+                    continue;
+                };
+                for &k in axes.1 {
+                    if let Some((sums, count)) = abs_sums(val, k) {
+                        let e = activations
+                            .entry((axes.0, k))
+                            .or_insert_with(|| (vec![0.0; sums.len()], 0));
+                        if e.0.len() == sums.len() {
+                            e.0.iter_mut().zip(&sums).for_each(|(a, s)| *a += s);
+                            e.1 += count;
                         }
                     }
                 }
-            };
+            }
+        };
         interp
             .run(&refs, &mut observer)
             .map_err(|e| format!("calibration run failed: {e}"))?;
@@ -136,12 +133,9 @@ fn accumulate(
     sums: &mut [HessianSum],
 ) -> Result<(), String> {
     if sums.len() > 1 {
-        return sums
-            .par_iter_mut()
-            .enumerate()
-            .try_for_each(|(s, sum)| {
-                c.input_rows(x, y_shape, s, BLOCK, &mut |rows| sum.add(rows))
-            });
+        return sums.par_iter_mut().enumerate().try_for_each(|(s, sum)| {
+            c.input_rows(x, y_shape, s, BLOCK, &mut |rows| sum.add(rows))
+        });
     }
     let Some(sum) = sums.first_mut() else {
         return Ok(());

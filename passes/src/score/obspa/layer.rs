@@ -109,7 +109,9 @@ impl Consumer {
                     return Err(format!("Gemm input has shape {shape:?}"));
                 };
                 if (if *trans_a { m } else { k }) != cols {
-                    return Err(format!("Gemm input {shape:?} does not match {cols} columns"));
+                    return Err(format!(
+                        "Gemm input {shape:?} does not match {cols} columns"
+                    ));
                 }
                 if *trans_a {
                     let t = Array2::from_shape_fn((k, m), |(i, j)| data[j * k + i]);
@@ -122,7 +124,9 @@ impl Consumer {
             }
             LayerKind::MatMul => {
                 if shape.last() != Some(&cols) {
-                    return Err(format!("MatMul input {shape:?} does not match {cols} columns"));
+                    return Err(format!(
+                        "MatMul input {shape:?} does not match {cols} columns"
+                    ));
                 }
                 feed_rows(&data, cols, block, f)?;
             }
@@ -162,7 +166,11 @@ impl Consumer {
                             let span = (kernel[d] - 1) * dilations[d] + 1;
                             let t = ((outs[d].saturating_sub(1)) * strides[d] + span)
                                 .saturating_sub(size[d]);
-                            (if auto_pad == "SAME_UPPER" { t / 2 } else { t - t / 2 }) as i64
+                            (if auto_pad == "SAME_UPPER" {
+                                t / 2
+                            } else {
+                                t - t / 2
+                            }) as i64
                         }
                         None => 0,
                     };
@@ -187,7 +195,11 @@ impl Consumer {
                                 for kx in 0..kernel[1] {
                                     let ix =
                                         (x0 * strides[1] + kx * dilations[1]) as i64 - begin[1];
-                                    let v = if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
+                                    let v = if iy >= 0
+                                        && ix >= 0
+                                        && (iy as usize) < h
+                                        && (ix as usize) < w
+                                    {
                                         plane[iy as usize * w + ix as usize]
                                     } else {
                                         0.0
@@ -197,7 +209,8 @@ impl Consumer {
                             }
                         }
                     }
-                    let v = ArrayView2::from_shape((len, cols), &*chunk).map_err(|e| e.to_string())?;
+                    let v =
+                        ArrayView2::from_shape((len, cols), &*chunk).map_err(|e| e.to_string())?;
                     f(v);
                     start += len;
                 }
@@ -217,8 +230,8 @@ fn feed_rows(
         return Ok(());
     }
     for chunk in data.chunks(block.max(1) * cols) {
-        let v = ArrayView2::from_shape((chunk.len() / cols, cols), chunk)
-            .map_err(|e| e.to_string())?;
+        let v =
+            ArrayView2::from_shape((chunk.len() / cols, cols), chunk).map_err(|e| e.to_string())?;
         f(v);
     }
     Ok(())
@@ -271,7 +284,9 @@ fn consumer(graph: &Graph, n: NodeId, wv: ValueId, w: &Tensor) -> Option<Consume
     match node.op_type.as_str() {
         "Conv" => {
             let rank = dims.len().checked_sub(2).filter(|r| (1..=2).contains(r))?;
-            let g = usize::try_from(node.attr_int("group").unwrap_or(1)).ok()?.max(1);
+            let g = usize::try_from(node.attr_int("group").unwrap_or(1))
+                .ok()?
+                .max(1);
             let (cout, cpg) = (dims[0], dims[1]);
             if cout % g != 0 {
                 return None;
@@ -279,17 +294,31 @@ fn consumer(graph: &Graph, n: NodeId, wv: ValueId, w: &Tensor) -> Option<Consume
             let attr2 = |name: &str, default: usize| -> Option<[usize; 2]> {
                 match node.attr_ints(name) {
                     Some(v) if v.len() == rank => {
-                        let v: Vec<usize> = v.iter().map(|&x| usize::try_from(x).ok()).collect::<Option<_>>()?;
-                        Some(if rank == 1 { [default, v[0]] } else { [v[0], v[1]] })
+                        let v: Vec<usize> = v
+                            .iter()
+                            .map(|&x| usize::try_from(x).ok())
+                            .collect::<Option<_>>()?;
+                        Some(if rank == 1 {
+                            [default, v[0]]
+                        } else {
+                            [v[0], v[1]]
+                        })
                     }
                     Some(_) => None,
                     None => Some([default; 2]),
                 }
             };
-            let kernel = if rank == 1 { [1, dims[2]] } else { [dims[2], dims[3]] };
+            let kernel = if rank == 1 {
+                [1, dims[2]]
+            } else {
+                [dims[2], dims[3]]
+            };
             let pads = match node.attr_ints("pads") {
                 Some(p) if p.len() == 2 * rank => {
-                    let p: Vec<usize> = p.iter().map(|&x| usize::try_from(x).ok()).collect::<Option<_>>()?;
+                    let p: Vec<usize> = p
+                        .iter()
+                        .map(|&x| usize::try_from(x).ok())
+                        .collect::<Option<_>>()?;
                     Some(if rank == 1 { [0, p[0]] } else { [p[0], p[1]] })
                 }
                 Some(_) => return None,
@@ -378,7 +407,13 @@ mod tests {
     use super::*;
     use ndarray::ArrayD;
 
-    fn conv(kernel: [usize; 2], strides: [usize; 2], pads: [usize; 2], subs: usize, cpg: usize) -> Consumer {
+    fn conv(
+        kernel: [usize; 2],
+        strides: [usize; 2],
+        pads: [usize; 2],
+        subs: usize,
+        cpg: usize,
+    ) -> Consumer {
         Consumer {
             node: NodeId(0),
             weight: ValueId(0),
@@ -425,8 +460,14 @@ mod tests {
     fn weight_layouts_round_trip() {
         let w: Vec<f32> = (0..12).map(|v| v as f32).collect();
         for kind in [
-            LayerKind::Gemm { trans_a: false, trans_b: true },
-            LayerKind::Gemm { trans_a: false, trans_b: false },
+            LayerKind::Gemm {
+                trans_a: false,
+                trans_b: true,
+            },
+            LayerKind::Gemm {
+                trans_a: false,
+                trans_b: false,
+            },
             LayerKind::MatMul,
         ] {
             let c = Consumer {
@@ -441,7 +482,11 @@ mod tests {
             };
             let m = c.matrices(&w).unwrap();
             // Row r, column k: transB=1 stores [N=3, K=4]; otherwise [K=4, N=3].
-            let want = if kind == (LayerKind::Gemm { trans_a: false, trans_b: true }) {
+            let want = if kind
+                == (LayerKind::Gemm {
+                    trans_a: false,
+                    trans_b: true,
+                }) {
                 w[4 + 2]
             } else {
                 w[2 * 3 + 1]

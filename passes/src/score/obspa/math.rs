@@ -16,7 +16,11 @@ pub enum MathError {
     #[error("the Hessian is not positive definite (pivot {pivot}); increase damp")]
     NotPositiveDefinite { pivot: usize },
     #[error("a weight matrix is {rows}x{cols} but the Hessian is {dim}x{dim}")]
-    Shape { rows: usize, cols: usize, dim: usize },
+    Shape {
+        rows: usize,
+        cols: usize,
+        dim: usize,
+    },
 }
 
 /// Running `X^T X` over batches of layer inputs.
@@ -70,7 +74,11 @@ impl HessianSum {
         let mut h = self.xtx.mapv(|v| 2.0 * v / n);
         let d = h.nrows().max(1) as f64;
         let mean = h.diag().sum() / d;
-        let add = if mean > 0.0 { damp * mean } else { damp.max(1e-8) };
+        let add = if mean > 0.0 {
+            damp * mean
+        } else {
+            damp.max(1e-8)
+        };
         h.diag_mut().iter_mut().for_each(|x| *x += add);
         h
     }
@@ -176,7 +184,11 @@ pub fn saliency(w: ArrayView2<'_, f64>, hinv: &Array2<f64>, q: &[usize]) -> Resu
         return Ok(0.0);
     }
     let hqq = hinv.select(Axis(0), q).select(Axis(1), q);
-    let wq_t = w.select(Axis(1), q).reversed_axes().as_standard_layout().to_owned();
+    let wq_t = w
+        .select(Axis(1), q)
+        .reversed_axes()
+        .as_standard_layout()
+        .to_owned();
     let z = spd_solve(&hqq, &wq_t)?;
     Ok(0.5 * (&wq_t * &z).sum())
 }
@@ -294,7 +306,9 @@ mod tests {
     fn randn(rows: usize, cols: usize, seed: u64) -> Array2<f64> {
         let mut s = seed;
         let mut next = || {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((s >> 11) as f64 / (1u64 << 53) as f64) - 0.5
         };
         Array2::from_shape_fn((rows, cols), |_| (0..4).map(|_| next()).sum::<f64>())
@@ -404,12 +418,17 @@ mod tests {
             },
         ];
         let scores = greedy_scores(&mut layers.clone(), 4, 64).unwrap();
-        let lowest = (0..4).min_by(|&a, &b| scores[a].total_cmp(&scores[b])).unwrap();
+        let lowest = (0..4)
+            .min_by(|&a, &b| scores[a].total_cmp(&scores[b]))
+            .unwrap();
         assert_eq!(lowest, 2);
         // The two lowest scores: the second is the joint loss of removing both (plus nothing).
         let mut order: Vec<usize> = (0..4).collect();
         order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
-        let q: Vec<usize> = order[..2].iter().flat_map(|&c| [2 * c, 2 * c + 1]).collect();
+        let q: Vec<usize> = order[..2]
+            .iter()
+            .flat_map(|&c| [2 * c, 2 * c + 1])
+            .collect();
         let joint: f64 = layers
             .iter()
             .map(|l| saliency(l.w.view(), &l.hinv, &q).unwrap())

@@ -126,7 +126,9 @@ impl Pass for DataScore {
         let (mut scores, compensation, stats) = match self.criterion {
             DataCriterion::Obspa => obspa_scores(model, &groups, batch.as_ref(), self.damp)?,
             DataCriterion::Activation => {
-                let batch = batch.as_ref().ok_or_else(|| failed("criterion 'activation' needs data"))?;
+                let batch = batch
+                    .as_ref()
+                    .ok_or_else(|| failed("criterion 'activation' needs data"))?;
                 let (s, st) = activation::scores(model, &groups, batch)?;
                 (s, None, st)
             }
@@ -232,8 +234,8 @@ fn obspa_scores(
     let hinv: Option<Vec<Option<Vec<Array2<f64>>>>> = match batch {
         None => None,
         Some(batch) => {
-            let collected = collect::collect(model, batch, &consumers, &used, &[])
-                .map_err(failed)?;
+            let collected =
+                collect::collect(model, batch, &consumers, &used, &[]).map_err(failed)?;
             let inv = consumers
                 .par_iter()
                 .enumerate()
@@ -245,12 +247,7 @@ fn obspa_scores(
                         .map(|s| invert(s, damp))
                         .collect::<Result<Vec<_>, _>>()
                         .map(Some)
-                        .map_err(|e| {
-                            failed(format!(
-                                "node '{}': {e}",
-                                graph.node(c.node).label()
-                            ))
-                        })
+                        .map_err(|e| failed(format!("node '{}': {e}", graph.node(c.node).label())))
                 })
                 .collect::<Result<Vec<_>, PassError>>()?;
             Some(inv)
@@ -306,7 +303,10 @@ fn obspa_scores(
     let stats = vec![
         ("consumer layers", used.len()),
         ("groups scored by obspa", scored),
-        ("groups scored by l2 (no consumer or pinned)", groups.spaces.len() - scored),
+        (
+            "groups scored by l2 (no consumer or pinned)",
+            groups.spaces.len() - scored,
+        ),
     ];
     Ok((
         Scores {
