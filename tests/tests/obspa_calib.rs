@@ -77,8 +77,8 @@ fn bad_files_give_one_line_errors() {
     let cases = [
         (
             "wrong_name.npz",
-            "graph input 'input'",
-            "has no array of that name (it has 'x')",
+            "wrong",
+            "array 'x' names no graph input (data inputs: 'input')",
         ),
         (
             "extra_array.npz",
