@@ -5,9 +5,11 @@
 //! declaration, so they cannot drift from the code. Passes transform a [`spa_ir::Model`] in place
 //! and share analyses through the [`AnalysisCache`].
 //!
-//! This crate never touches protobuf or files: frontends read models, backends write them.
+//! This crate never touches protobuf or writes files: frontends read models, backends write them.
+//! The one file it reads is calibration data the user names (`score{data=FILE}`, [`calib`]).
 
 pub mod analysis;
+pub mod calib;
 pub mod canonicalize;
 pub mod error;
 pub mod group;

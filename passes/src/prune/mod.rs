@@ -3,6 +3,7 @@
 //! shrink, and the parameters that encode sizes are recomputed (Reshape/Expand shape constants,
 //! Split sizes, Slice bounds, grouped-conv `group`, Resize sizes).
 
+pub mod compensate;
 pub mod report;
 pub mod slice;
 pub mod target;
@@ -771,6 +772,14 @@ impl Pass for Prune {
             .count();
         if prunable == 0 {
             cx.warn("every channel group is pinned; the model is unchanged");
+        }
+        if cx.analyses.is_cached::<crate::score::obspa::Compensation>() {
+            let comp = cx
+                .analyses
+                .get::<crate::score::obspa::Compensation>(model)?;
+            let done = compensate::apply(model, &groups, &kept, comp);
+            cx.stat("layers compensated", done.layers);
+            done.skipped.into_iter().for_each(|w| cx.warn(w));
         }
         let axes = apply(model, &groups, &kept, self.mask).map_err(ir)?;
         if !self.mask {

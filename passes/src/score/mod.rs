@@ -2,11 +2,13 @@
 //! (producer weights and biases, norm parameters, consumer input slices), reduced across members
 //! and normalized for global ranking. Criteria are one file each behind [`Criterion`].
 
+mod activation;
 mod bn_scale;
 mod fpgm;
 mod l1;
 mod l2;
 mod lamp;
+pub mod obspa;
 mod random;
 
 use crate::analysis::{Analysis, Preserved};
@@ -91,7 +93,16 @@ pub fn l2_criterion() -> impl Criterion {
 }
 
 /// The names `criterion` accepts.
-pub const CRITERIA: &[&str] = &["l1", "l2", "random", "bn-scale", "fpgm", "lamp"];
+pub const CRITERIA: &[&str] = &[
+    "l1",
+    "l2",
+    "random",
+    "bn-scale",
+    "fpgm",
+    "lamp",
+    "obspa",
+    "activation",
+];
 
 pub fn criterion(name: &str, seed: u64) -> Option<Box<dyn Criterion>> {
     Some(match name {
@@ -422,7 +433,7 @@ pub static INFO: PassInfo = PassInfo {
             name: "criterion",
             kind: OptionKind::Enum(CRITERIA),
             default: "l2",
-            help: "importance criterion: l1, l2 (group magnitude); random{seed}; bn-scale (|gamma| of the group's BatchNorms; groups with no BatchNorm fall back to l2, with a warning); fpgm (distance of each producer filter to the others, i.e. to their geometric median; groups with no Conv/Gemm/MatMul producer fall back to l2); lamp (per member, w^2 over the sum of w^2 of channels at least as large; comparable across layers). See docs/criteria.md",
+            help: "importance criterion: l1, l2 (group magnitude); random{seed}; bn-scale (|gamma| of the group's BatchNorms; groups with no BatchNorm fall back to l2, with a warning); fpgm (distance of each producer filter to the others, i.e. to their geometric median; groups with no Conv/Gemm/MatMul producer fall back to l2); lamp (per member, w^2 over the sum of w^2 of channels at least as large; comparable across layers); activation (mean |activation| on calibration data); obspa (Optimal Brain Surgeon on groups, with weight compensation in prune; data=FILE|synthetic|none). See docs/criteria.md and docs/obspa.md",
         },
         OptionDecl {
             name: "reduce",
@@ -440,7 +451,25 @@ pub static INFO: PassInfo = PassInfo {
             name: "seed",
             kind: OptionKind::UInt,
             default: "0",
-            help: "seed of the random criterion",
+            help: "seed of the random criterion and of synthetic calibration data",
+        },
+        OptionDecl {
+            name: "data",
+            kind: OptionKind::Str,
+            default: "synthetic",
+            help: "calibration inputs of obspa/activation: FILE.npz (arrays by graph input name), FILE.npy (single-input models), synthetic (normal noise matched to the first BatchNorm), or none (obspa: H = I, no compensation)",
+        },
+        OptionDecl {
+            name: "samples",
+            kind: OptionKind::UInt,
+            default: "0",
+            help: "calibration samples (0: all of the file, or 64 synthetic)",
+        },
+        OptionDecl {
+            name: "damp",
+            kind: OptionKind::Float,
+            default: "0.01",
+            help: "obspa Hessian damping, as a fraction of the mean diagonal",
         },
     ],
     create: |opts: &Options| {
@@ -454,6 +483,9 @@ pub static INFO: PassInfo = PassInfo {
             "max" => Normalize::Max,
             _ => Normalize::None,
         };
+        if let Some(pass) = obspa::create(opts, normalize)? {
+            return Ok(pass);
+        }
         let crit = criterion(opts.str("criterion"), opts.int("seed") as u64).ok_or_else(|| {
             PassError::BadOption {
                 pass: "score".into(),

@@ -1,0 +1,362 @@
+//! `obspa`: Optimal Brain Surgeon lifted to channel groups, for pruning after training without
+//! fine-tuning (SPA, Section 4.2 of DESIGN.md).
+//!
+//! The *consumers* of a group are the layers (Conv, Gemm, MatMul with a constant weight) whose
+//! weight's input-channel axis carries the group's channels. For each consumer the score pass
+//! runs the calibration batch through the reference interpreter and accumulates the layer-input
+//! Hessian `H = 2/N X^T X` (im2col patches for convs, one Hessian per conv group), damped with
+//! `damp * mean(diag H)`, and inverts it. A group's channels are then ranked by a *joint* greedy
+//! OBS search over all its consumers at once ([`math::greedy_scores`]): at each step the channels
+//! whose removal from every consumer costs least go together, every consumer is re-fitted and its
+//! inverse Hessian downdated. A channel's score is the loss accumulated before its step plus its
+//! own saliency, so scores grow along the greedy order and `prune` removes a greedy prefix.
+//!
+//! After `prune` has chosen the channels, it re-fits the kept input columns of every consumer
+//! with `dW = -W_:,Q (Hinv_QQ)^-1 Hinv_Q,:` for the removed set `Q` (all groups at once), using
+//! the inverse Hessians stored here in the [`Compensation`] analysis (`prune/compensate.rs`).
+//!
+//! `data=none` uses `H = I`: scores are cumulative column norms `1/2 ||W_:,Q||^2` and nothing is
+//! compensated. Groups without a consumer (or pinned ones) are scored by `l2` magnitude.
+
+pub mod collect;
+pub mod layer;
+pub mod math;
+
+use super::{activation, Normalize, Scores};
+use crate::analysis::{Analysis, Preserved};
+use crate::calib::{self, CalibOptions, DataSource};
+use crate::error::PassError;
+use crate::group::GroupAnalysis;
+use crate::manager::PassContext;
+use crate::options::Options;
+use crate::registry::Pass;
+use layer::Consumer;
+use ndarray::Array2;
+use rayon::prelude::*;
+use spa_ir::Model;
+
+/// Greedy steps per group (larger groups remove `ceil(n / MAX_STEPS)` channels per step).
+pub const MAX_STEPS: usize = 128;
+
+/// The data-aware criteria.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataCriterion {
+    Obspa,
+    Activation,
+}
+
+/// Inverse Hessians of the consumers, for compensation by `prune`.
+#[derive(Clone, Debug, Default)]
+pub struct Compensation {
+    pub layers: Vec<CompensatedLayer>,
+}
+
+#[derive(Clone, Debug)]
+pub struct CompensatedLayer {
+    pub consumer: Consumer,
+    /// One per sub-layer.
+    pub hinv: Vec<Array2<f64>>,
+}
+
+impl Analysis for Compensation {
+    const NAME: &'static str = "obspa-compensation";
+
+    /// Nothing to compensate unless an `obspa` score pass stored it.
+    fn compute(_: &Model) -> Result<Compensation, PassError> {
+        Ok(Compensation::default())
+    }
+}
+
+/// The `score` pass for `criterion=obspa|activation`.
+pub struct DataScore {
+    pub criterion: DataCriterion,
+    pub calib: CalibOptions,
+    pub damp: f64,
+    pub normalize: Normalize,
+}
+
+fn failed(message: impl Into<String>) -> PassError {
+    PassError::Failed {
+        pass: "score".into(),
+        message: message.into(),
+    }
+}
+
+/// The data-aware score pass for these options, or `None` for the other criteria.
+pub fn create(opts: &Options, normalize: Normalize) -> Result<Option<Box<dyn Pass>>, PassError> {
+    let criterion = match opts.str("criterion") {
+        "obspa" => DataCriterion::Obspa,
+        "activation" => DataCriterion::Activation,
+        _ => return Ok(None),
+    };
+    let damp = opts.float("damp");
+    if !(damp >= 0.0 && damp.is_finite()) {
+        return Err(PassError::BadOption {
+            pass: "score".into(),
+            option: "damp".into(),
+            expected: "a non-negative number".into(),
+            value: damp.to_string(),
+        });
+    }
+    let source = DataSource::parse(opts.str("data"));
+    if criterion == DataCriterion::Activation && source == DataSource::None {
+        return Err(PassError::BadOption {
+            pass: "score".into(),
+            option: "data".into(),
+            expected: "FILE.npz, FILE.npy or synthetic (criterion 'activation' needs data)".into(),
+            value: opts.str("data").into(),
+        });
+    }
+    Ok(Some(Box::new(DataScore {
+        criterion,
+        calib: CalibOptions {
+            source,
+            samples: opts.int("samples").max(0) as usize,
+            seed: opts.int("seed") as u64,
+        },
+        damp,
+        normalize,
+    })))
+}
+
+impl Pass for DataScore {
+    fn run(&mut self, model: &mut Model, cx: &mut PassContext<'_>) -> Result<Preserved, PassError> {
+        let groups = cx.analyses.get::<GroupAnalysis>(model)?.clone();
+        let batch = calib::load(model, &self.calib).map_err(|e| failed(e.to_string()))?;
+        let (mut scores, compensation, stats) = match self.criterion {
+            DataCriterion::Obspa => obspa_scores(model, &groups, batch.as_ref(), self.damp)?,
+            DataCriterion::Activation => {
+                let batch = batch
+                    .as_ref()
+                    .ok_or_else(|| failed("criterion 'activation' needs data"))?;
+                let (s, st) = activation::scores(model, &groups, batch)?;
+                (s, None, st)
+            }
+        };
+        for s in &mut scores.per_space {
+            normalize(s, self.normalize);
+        }
+        if let Some(b) = &batch {
+            cx.stat("calibration samples", b.samples);
+        }
+        for (name, v) in stats {
+            cx.stat(name, v);
+        }
+        cx.stat("groups scored", scores.per_space.len());
+        cx.analyses.insert(scores);
+        let mut keep = vec![
+            <GroupAnalysis as Analysis>::NAME,
+            <Scores as Analysis>::NAME,
+        ];
+        if let Some(c) = compensation {
+            keep.push(<Compensation as Analysis>::NAME);
+            cx.analyses.insert(c);
+        }
+        Ok(Preserved::Only(keep))
+    }
+}
+
+fn normalize(scores: &mut [f64], how: Normalize) {
+    let denom = match how {
+        Normalize::None => 1.0,
+        Normalize::Mean => scores.iter().sum::<f64>() / scores.len().max(1) as f64,
+        Normalize::Max => scores.iter().cloned().fold(0.0, f64::max),
+    };
+    if denom > 0.0 && denom.is_finite() {
+        scores.iter_mut().for_each(|x| *x /= denom);
+    }
+}
+
+type Stats = Vec<(&'static str, usize)>;
+
+/// The `l2` scores, for groups a data-aware criterion cannot score.
+pub(super) fn fallback(model: &Model, groups: &GroupAnalysis) -> Result<Scores, PassError> {
+    super::score(
+        model,
+        groups,
+        &super::l2_criterion(),
+        super::Reduce::Sum,
+        Normalize::None,
+    )
+}
+
+fn obspa_scores(
+    model: &Model,
+    groups: &GroupAnalysis,
+    batch: Option<&calib::CalibBatch>,
+    damp: f64,
+) -> Result<(Scores, Option<Compensation>, Stats), PassError> {
+    let graph = &model.graph;
+    let consumers = layer::find_consumers(model, groups);
+    // The consumers of each prunable space, with the columns of each channel.
+    type Uses = Vec<(usize, Vec<Vec<usize>>)>;
+    let uses: Vec<Uses> = groups
+        .spaces
+        .iter()
+        .map(|&a| {
+            let atom = &groups.atoms[a];
+            let n = atom.size.unwrap_or(0) as usize;
+            if !atom.prunable() {
+                return Vec::new();
+            }
+            consumers
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| {
+                    let b = layer::channel_blocks(groups, c, a, n)?;
+                    b.iter().any(|q| !q.is_empty()).then_some((i, b))
+                })
+                .collect()
+        })
+        .collect();
+    let mut used: Vec<usize> = uses.iter().flatten().map(|(i, _)| *i).collect();
+    used.sort_unstable();
+    used.dedup();
+    // Weights as matrices, per consumer and sub-layer.
+    let weights: Vec<Option<Vec<Array2<f64>>>> = consumers
+        .par_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            if used.binary_search(&i).is_err() {
+                return Ok(None);
+            }
+            let t = graph
+                .constant(c.weight)
+                .ok_or_else(|| failed("a consumer weight is not a constant"))?;
+            let w = t.to_f32().map_err(|source| PassError::Ir {
+                pass: "score".into(),
+                source,
+            })?;
+            Ok(c.matrices(&w))
+        })
+        .collect::<Result<_, PassError>>()?;
+    // Inverse Hessians (none for data=none).
+    let hinv: Option<Vec<Option<Vec<Array2<f64>>>>> = match batch {
+        None => None,
+        Some(batch) => {
+            let collected =
+                collect::collect(model, batch, &consumers, &used, &[]).map_err(failed)?;
+            let inv = consumers
+                .par_iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let Some(sums) = collected.hessians.get(&i) else {
+                        return Ok(None);
+                    };
+                    sums.iter()
+                        .map(|s| invert(s, damp))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map(Some)
+                        .map_err(|e| failed(format!("node '{}': {e}", graph.node(c.node).label())))
+                })
+                .collect::<Result<Vec<_>, PassError>>()?;
+            Some(inv)
+        }
+    };
+    let l2 = fallback(model, groups)?;
+    let per_space: Vec<Vec<f64>> = uses
+        .par_iter()
+        .enumerate()
+        .map(|(s, uses)| {
+            let n = groups.atoms[groups.spaces[s]].size.unwrap_or(0) as usize;
+            let mut layers = Vec::new();
+            for (i, blocks) in uses {
+                let Some(ws) = &weights[*i] else { continue };
+                for (sub, w) in ws.iter().enumerate() {
+                    let h = match &hinv {
+                        Some(h) => match h[*i].as_ref().and_then(|h| h.get(sub)) {
+                            Some(h) => h.clone(),
+                            None => continue,
+                        },
+                        None => Array2::eye(w.ncols()),
+                    };
+                    layers.push(math::Layer {
+                        w: w.clone(),
+                        hinv: h,
+                        blocks: blocks.clone(),
+                    });
+                }
+            }
+            if layers.is_empty() {
+                return Ok(l2.per_space.get(s).cloned().unwrap_or_else(|| vec![0.0; n]));
+            }
+            if hinv.is_none() {
+                return Ok(column_norm_scores(&layers, n));
+            }
+            math::greedy_scores(&mut layers, n, MAX_STEPS)
+                .map_err(|e| failed(format!("group g{s}: {e}")))
+        })
+        .collect::<Result<_, PassError>>()?;
+    let scored = uses.iter().filter(|u| !u.is_empty()).count();
+    let compensation = hinv.map(|h| Compensation {
+        layers: h
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, h)| {
+                Some(CompensatedLayer {
+                    consumer: consumers[i].clone(),
+                    hinv: h?,
+                })
+            })
+            .collect(),
+    });
+    let stats = vec![
+        ("consumer layers", used.len()),
+        ("groups scored by obspa", scored),
+        (
+            "groups scored by l2 (no consumer or pinned)",
+            groups.spaces.len() - scored,
+        ),
+    ];
+    Ok((
+        Scores {
+            criterion: "obspa".into(),
+            per_space,
+        },
+        compensation,
+        stats,
+    ))
+}
+
+/// Damped inverse Hessian; the damping grows tenfold (up to four times) until `H` is positive
+/// definite.
+fn invert(sum: &math::HessianSum, damp: f64) -> Result<Array2<f64>, math::MathError> {
+    let mut d = damp;
+    let mut last = None;
+    for _ in 0..5 {
+        match math::spd_inverse(&sum.hessian(d)) {
+            Ok(h) => return Ok(h),
+            Err(e) => last = Some(e),
+        }
+        d = if d > 0.0 { d * 10.0 } else { 1e-6 };
+    }
+    Err(last.unwrap_or(math::MathError::NotPositiveDefinite { pivot: 0 }))
+}
+
+/// `H = I`: saliency `1/2 ||W_:,Q||^2` summed over consumers, accumulated in ascending order
+/// (what the greedy search gives when nothing is re-fitted).
+fn column_norm_scores(layers: &[math::Layer], n: usize) -> Vec<f64> {
+    let sal: Vec<f64> = (0..n)
+        .map(|c| {
+            layers
+                .iter()
+                .map(|l| {
+                    l.blocks.get(c).map_or(0.0, |q| {
+                        q.iter()
+                            .map(|&j| 0.5 * l.w.column(j).iter().map(|v| v * v).sum::<f64>())
+                            .sum()
+                    })
+                })
+                .sum()
+        })
+        .collect();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| sal[a].total_cmp(&sal[b]).then(a.cmp(&b)));
+    let mut out = vec![0.0; n];
+    let mut total = 0.0;
+    for c in order {
+        total += sal[c];
+        out[c] = total;
+    }
+    out
+}
