@@ -195,7 +195,7 @@ pub fn var_facts<'a>(egraph: &'a OpGraph, subst: &Subst, name: &str) -> Option<&
 }
 
 /// The attribute set of an `@N` class.
-pub fn attrs_of<'a>(egraph: &'a OpGraph, id: Id) -> Option<&'a AttrSet> {
+pub fn attrs_of(egraph: &OpGraph, id: Id) -> Option<&AttrSet> {
     egraph[id].nodes.iter().find_map(|n| match n {
         ONode::Attrs(a) => egraph.analysis.attrs.get(a.0 as usize),
         _ => None,

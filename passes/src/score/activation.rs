@@ -13,11 +13,14 @@ use crate::error::PassError;
 use crate::group::GroupAnalysis;
 use spa_ir::{Model, ValueDef, ValueId};
 
+/// Statistics of a scoring run: (name, count) pairs for `--pass-statistics`.
+type Stats = Vec<(&'static str, usize)>;
+
 pub(super) fn scores(
     model: &Model,
     groups: &GroupAnalysis,
     batch: &CalibBatch,
-) -> Result<(Scores, Vec<(&'static str, usize)>), PassError> {
+) -> Result<(Scores, Stats), PassError> {
     let graph = &model.graph;
     let computed = |v: ValueId| matches!(graph.value(v).def, ValueDef::Node(..));
     let consumers = layer::find_consumers(model, groups);
