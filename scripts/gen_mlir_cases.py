@@ -93,10 +93,39 @@ def einsum_attention(rng):
     return model("einsum_attention", nodes, [t("x", [2, 4, 6, 5])], [t("y", None)], inits)
 
 
+def strided_and_masks(rng):
+    """Slices with steps (positive, negative, an axis shorter than n*step) and a mask built from
+    constants (ConstantOfShape -> ScatterND -> Equal -> Where, as Swin builds its shifted-window
+    masks), which the emitter evaluates on the host."""
+    nodes = [
+        helper.make_node("ConstantOfShape", ["mshape"], ["m0"],
+                         value=numpy_helper.from_array(np.array([0.0], np.float32))),
+        helper.make_node("ScatterND", ["m0", "idx", "upd"], ["m1"]),
+        helper.make_node("Equal", ["m1", "zero"], ["eq"]),
+        helper.make_node("Where", ["eq", "zero", "big"], ["mask"]),
+        helper.make_node("Add", ["x", "mask"], ["xm"]),
+        helper.make_node("Slice", ["xm", "st", "en", "ax", "sp"], ["y"]),
+        helper.make_node("Slice", ["x", "st2", "en2", "ax2", "sp2"], ["y2"]),
+    ]
+    inits = [const("mshape", np.array([1, 1, 9, 8], np.int64)),
+             const("idx", np.array([[0, 0, 2, 3], [0, 0, 5, 1]], np.int64)),
+             const("upd", np.array([1.0, 2.0], np.float32)),
+             const("zero", np.array(0.0, np.float32)),
+             const("big", np.array(-100.0, np.float32)),
+             # rows 1,3,5,7 (9 rows: the last window is short); columns 7,4,1 (negative step)
+             const("st", np.array([1, 7], np.int64)), const("en", np.array([100, -100], np.int64)),
+             const("ax", np.array([2, 3], np.int64)), const("sp", np.array([2, -3], np.int64)),
+             # channels 0 and 3, every column from 1
+             const("st2", np.array([0, 1], np.int64)), const("en2", np.array([4, 8], np.int64)),
+             const("ax2", np.array([1, 3], np.int64)), const("sp2", np.array([3, 1], np.int64))]
+    return model("strided_and_masks", nodes, [t("x", [1, 4, 9, 8])], [t("y", None), t("y2", None)],
+                 inits)
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     rng = np.random.default_rng(11)
-    paths = [pools_and_pads(rng), resize_modes(rng), einsum_attention(rng)]
+    paths = [pools_and_pads(rng), resize_modes(rng), einsum_attention(rng), strided_and_masks(rng)]
     try:
         import onnxruntime as ort
     except ImportError:

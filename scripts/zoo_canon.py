@@ -11,7 +11,8 @@ For each model:
 
 Usage: /opt/zoo-venv/bin/python scripts/zoo_canon.py [--kind classic|dynamo] [--only NAME ...]
        [--runs 5] [--no-latency]
-Writes results/zoo_canon_<kind>.csv and prints per-family summaries.
+Writes results/zoo_canon_<kind>.csv (a run with --only/--skip updates only its models' rows)
+and prints per-family summaries over the whole file.
 """
 import argparse, collections, csv, os, shutil, statistics, sys, tempfile, time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -109,7 +110,26 @@ def main():
     fields = ["name", "family", "status", "nodes_before", "nodes_after", "noise_before", "noise_after",
               "clean_rel_diff", "clean_ok", "clean_s", "full_ok", "full_nodes", "full_s",
               "ort_ms_before", "ort_ms_full", "speedup"]
-    with open(os.path.join(ROOT, "results", f"zoo_canon_{args.kind}.csv"), "w", newline="") as f:
+    out_csv = os.path.join(ROOT, "results", f"zoo_canon_{args.kind}.csv")
+    if (args.only or args.skip) and os.path.exists(out_csv):
+        # A partial run updates its models' rows and keeps every other model's row.
+        done = {r["name"] for r in rows}
+        with open(out_csv, newline="") as f:
+            old = [r for r in csv.DictReader(f) if r["name"] not in done]
+        for r in old:
+            for k in ("nodes_before", "nodes_after", "noise_before", "noise_after"):
+                if r.get(k):
+                    r[k] = int(r[k])
+                else:
+                    r.pop(k, None)
+            for k in ("clean_ok", "full_ok"):
+                r[k] = r.get(k) == "True"
+            if r.get("speedup"):
+                r["speedup"] = float(r["speedup"])
+            else:
+                r.pop("speedup", None)
+        rows = sorted(old + rows, key=lambda r: r["name"])
+    with open(out_csv, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)

@@ -9,6 +9,7 @@ and resumed with --resume); a per-family N/M summary with the failure reasons is
   /opt/iree-venv/bin/python scripts/zoo_mlir.py                       # every classic model
   /opt/iree-venv/bin/python scripts/zoo_mlir.py --only tv_resnet50 tv_vit_b_16
   /opt/iree-venv/bin/python scripts/zoo_mlir.py --resume --max-mb 400 --timeout 900
+  /opt/iree-venv/bin/python scripts/zoo_mlir.py --emit-only --csv results/zoo_mlir_emit.csv
 
 Models come from $ZOO_DIR (default /tmp/zoo)/models, smallest first.
 """
@@ -69,6 +70,8 @@ def main():
     ap.add_argument("--timeout", type=int, default=900)
     ap.add_argument("--max-mb", type=float, default=1e9, help="skip models larger than this")
     ap.add_argument("--resume", action="store_true", help="keep rows already in the CSV")
+    ap.add_argument("--emit-only", action="store_true",
+                    help="stop after mlir-opt verifies (status 'verified'); no IREE")
     args = ap.parse_args()
     args.seed = 0
 
@@ -77,7 +80,7 @@ def main():
         "mlir-opt": mlir_check.find_tool("mlir-opt-22", ["/usr/lib/llvm-22/bin/mlir-opt"]),
         "iree-compile": mlir_check.find_tool("iree-compile"),
     }
-    if not tools["iree-compile"] or not tools["mlir-opt"]:
+    if (not tools["iree-compile"] and not args.emit_only) or not tools["mlir-opt"]:
         sys.exit("zoo_mlir: needs iree-compile (iree-base-compiler) and mlir-opt-22")
 
     done = {}
@@ -131,9 +134,10 @@ def main():
     print("\nfamily  ok/total  failures")
     for fam in sorted(by_family):
         rs = by_family[fam]
-        ok = sum(r["status"] == "ok" for r in rs)
+        good = ("ok", "verified")
+        ok = sum(r["status"] in good for r in rs)
         reasons = collections.Counter(
-            f"{r['status']}: {r.get('reason', '')[:90]}" for r in rs if r["status"] != "ok")
+            f"{r['status']}: {r.get('reason', '')[:90]}" for r in rs if r["status"] not in good)
         print(f"{fam:6}  {ok}/{len(rs)}")
         for reason, n in reasons.most_common():
             print(f"          {n} x {reason}")

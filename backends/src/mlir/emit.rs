@@ -27,7 +27,7 @@ impl Val {
     pub fn ty(&self) -> String {
         tensor_type(self.dtype, &self.dims)
     }
-    fn arg(&self) -> (String, String) {
+    pub(crate) fn arg(&self) -> (String, String) {
         (self.name.clone(), self.ty())
     }
 }
@@ -89,6 +89,8 @@ pub(crate) struct Emitter<'m> {
     /// The node being lowered, for errors.
     pub node_label: String,
     pub node_op: String,
+    /// Values of nodes over constants, evaluated on the host (see `fold_constant_nodes`).
+    pub(crate) folded: HashMap<ValueId, HostTensor<'static>>,
 }
 
 /// `tensor<1x3xf32>` (`tensor<f32>` for a scalar).
@@ -173,6 +175,7 @@ impl<'m> Emitter<'m> {
             loc: String::new(),
             node_label: String::new(),
             node_op: String::new(),
+            folded: HashMap::new(),
         }
     }
 
@@ -222,6 +225,13 @@ impl<'m> Emitter<'m> {
 
     /// A constant the model or inference knows the contents of.
     pub fn host(&self, v: ValueId) -> Option<HostTensor<'m>> {
+        if let Some(t) = self.folded.get(&v) {
+            return Some(HostTensor {
+                dtype: t.dtype,
+                dims: t.dims.clone(),
+                bytes: Cow::Owned(t.bytes.to_vec()),
+            });
+        }
         // Contents inference computed are used for integer (shape) values only: float chains
         // are computed in the module, at the runtime's precision.
         let def = self.g.try_value(v).map(|x| x.def);

@@ -1105,7 +1105,7 @@ impl Emitter<'_> {
             (s, a, st)
         };
         if steps.iter().any(|&s| s != 1) {
-            return Err(self.unsupported("Slice with steps other than 1"));
+            return self.stepped_slice(node, xv, &xdims, &starts, &axes, &steps);
         }
         let mut start = vec![0i64; rank];
         for (i, &a) in axes.iter().enumerate() {
@@ -1127,6 +1127,84 @@ impl Emitter<'_> {
         };
         let r = self.slice(&x, &st, &sz);
         self.bind(y, layout, r);
+        Ok(())
+    }
+
+    /// Slice with steps: per stepped axis, take the `n * step` entries from the start (padded at
+    /// the end when the axis is shorter), view them as `[n, step]` and keep column 0. A negative
+    /// step reverses the axis first (`tosa.reverse`) and walks it forwards.
+    fn stepped_slice(
+        &mut self,
+        node: &Node,
+        xv: ValueId,
+        xdims: &[i64],
+        starts: &[i64],
+        axes: &[i64],
+        steps: &[i64],
+    ) -> R<()> {
+        let (y, _, ydims) = self.out(node, 0)?;
+        let rank = xdims.len();
+        let mut cur = self.get(xv, Layout::Nchw)?;
+        for (i, &a) in axes.iter().enumerate() {
+            let ax = self.axis(a, rank)?;
+            let d = xdims[ax];
+            let n = ydims[ax];
+            let step = steps.get(i).copied().unwrap_or(1);
+            if step == 0 {
+                return Err(self.unsupported("Slice step 0"));
+            }
+            let s = starts.get(i).copied().unwrap_or(0);
+            let s = if s < 0 { s + d } else { s };
+            let mut dims = cur.dims.clone();
+            if n == 0 {
+                return Err(self.unsupported("Slice with an empty result"));
+            }
+            let (first, step) = if step > 0 {
+                (s.clamp(0, d), step)
+            } else {
+                // Reverse the axis: entry `s` becomes entry `d - 1 - s`.
+                let r = self.op(
+                    "tosa.reverse",
+                    &[cur.arg()],
+                    &format!("axis = {ax} : i32"),
+                    cur.dtype,
+                    &cur.dims,
+                );
+                cur = r;
+                (d - 1 - s.clamp(0, d - 1), -step)
+            };
+            let want = n * step;
+            let len = want.min(d - first);
+            let mut start = vec![0i64; rank];
+            start[ax] = first;
+            dims[ax] = len;
+            cur = self.slice(&cur, &start, &dims);
+            if step == 1 {
+                continue;
+            }
+            if len < want {
+                let mut pads = vec![0i64; 2 * rank];
+                pads[2 * ax + 1] = want - len;
+                cur = self.pad(&cur, &pads, 0.0)?;
+            }
+            let mut split: Vec<i64> = cur.dims[..ax].to_vec();
+            split.extend([n, step]);
+            split.extend_from_slice(&cur.dims[ax + 1..]);
+            let v = self.reshape(&cur, &split);
+            let mut size = split.clone();
+            size[ax + 1] = 1;
+            let v = self.slice(&v, &vec![0i64; rank + 1], &size);
+            let mut back = cur.dims.clone();
+            back[ax] = n;
+            cur = self.reshape(&v, &back);
+        }
+        if cur.dims != ydims {
+            return Err(self.unsupported(format!(
+                "stepped Slice came out as {:?} instead of {:?}",
+                cur.dims, ydims
+            )));
+        }
+        self.bind(y, Layout::Nchw, cur);
         Ok(())
     }
 

@@ -25,7 +25,8 @@ pub use emit::MlirOptions;
 
 use crate::text::{write_text_atomic, TextWriteError};
 use emit::{Emitter, Layout, Val};
-use spa_ir::{IrError, Model, ValueDef};
+use host::HostTensor;
+use spa_ir::{IrError, Model, NodeId, Tensor, ValueDef, ValueId};
 use std::path::Path;
 use thiserror::Error;
 
@@ -70,6 +71,7 @@ pub fn emit_mlir(model: &Model, opts: &MlirOptions) -> Result<String, MlirError>
     // Only nodes that outputs depend on through data operands are lowered; shape computations
     // feeding Reshape and the like are read as constants and dropped.
     let order = g.topo_order()?;
+    fold_constant_nodes(&mut e, model, &order);
     let mut live = vec![false; g.value_capacity()];
     for &v in &g.outputs {
         live[v.index()] = true;
@@ -125,6 +127,62 @@ pub fn emit_mlir(model: &Model, opts: &MlirOptions) -> Result<String, MlirError>
         outputs.push(val);
     }
     Ok(e.finish(&inputs, &outputs))
+}
+
+/// Largest result (bytes) of a node over constants that is evaluated on the host.
+const FOLD_MAX_BYTES: u64 = 64 << 20;
+
+/// Evaluate every node whose inputs are all constants on the host, with the reference
+/// interpreter, as `fold-constants` would: masks built from ConstantOfShape/ScatterND, index
+/// tables, weight casts and transposes become constants instead of ops that have no TOSA form.
+/// A node the interpreter cannot evaluate is left to the lowering (and its error).
+fn fold_constant_nodes(e: &mut Emitter<'_>, model: &Model, order: &[NodeId]) {
+    let g = &model.graph;
+    for &n in order {
+        let node = g.node(n);
+        if !spa_ir::interp::foldable(node) {
+            continue;
+        }
+        let outs: Vec<ValueId> = node.outputs.iter().flatten().copied().collect();
+        if outs.is_empty() || outs.iter().all(|&o| e.host(o).is_some()) {
+            continue;
+        }
+        let mut owned = Vec::with_capacity(node.inputs.len());
+        for i in &node.inputs {
+            owned.push(match i {
+                None => None,
+                Some(v) => match e.host(*v) {
+                    Some(h) => Some(Tensor::from_raw(
+                        h.dtype,
+                        h.dims,
+                        bytes::Bytes::from(h.bytes.into_owned()),
+                    )),
+                    None => break,
+                },
+            });
+        }
+        if owned.len() != node.inputs.len() {
+            continue;
+        }
+        let refs: Vec<Option<&Tensor>> = owned.iter().map(Option::as_ref).collect();
+        let Ok(values) = spa_ir::interp::eval_constant_node(model, g, n, &refs) else {
+            continue;
+        };
+        if values.len() != outs.len() || values.iter().any(|t| t.byte_len() > FOLD_MAX_BYTES) {
+            continue;
+        }
+        for (o, t) in outs.into_iter().zip(values) {
+            let Ok(bytes) = t.raw_bytes() else {
+                continue;
+            };
+            let host = HostTensor {
+                dtype: t.dtype,
+                dims: t.dims.clone(),
+                bytes: std::borrow::Cow::Owned(bytes.into_owned()),
+            };
+            e.folded.insert(o, host);
+        }
+    }
 }
 
 /// Emit and write atomically; with the `mlir` feature the module is verified first, and an

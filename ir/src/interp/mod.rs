@@ -33,6 +33,7 @@
 mod control;
 mod conv;
 mod elementwise;
+pub mod fold;
 mod matmul;
 mod norm;
 mod pool;
@@ -42,6 +43,7 @@ mod shape;
 mod slicing;
 pub mod value;
 
+pub use fold::{eval_constant_node, foldable, is_random_op};
 /// The ndarray version the interpreter's arrays come from.
 pub use ndarray;
 pub use value::{Data, Value};

@@ -7,6 +7,7 @@
 
 use egg::{define_language, Analysis, DidMerge, EGraph, Id, Subst, Symbol, Var};
 use spa_ir::{Attribute, DType, NodeId, Tensor, ValueId};
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -134,6 +135,11 @@ pub struct OpFacts {
     pub attrs: Vec<AttrSet>,
     /// The default-domain opset of the model (rules that introduce ops check it).
     pub opset: i64,
+    /// Constants made by rules, by content: a rule that fires again makes the same leaf, so the
+    /// e-graph does not grow forever around cycles (`Reshape(x) = x` makes one).
+    pub(super) new_consts: HashMap<(DType, Vec<i64>, Vec<u64>), Leaf>,
+    /// Attribute sets made by rules, by content, for the same reason.
+    pub(super) new_attrs: HashMap<String, AttrRef>,
 }
 
 pub type OpGraph = EGraph<ONode, OpFacts>;
@@ -144,9 +150,37 @@ impl OpFacts {
         Leaf(self.leaves.len() as u32 - 1)
     }
 
+    /// A constant a rule made; equal contents give the same leaf.
+    pub fn add_new_const(&mut self, tensor: Tensor, facts: Facts) -> Leaf {
+        let key = facts.konst.as_ref().map(|k| {
+            let bits = k.values.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            (tensor.dtype, k.dims.clone(), bits)
+        });
+        if let Some(&leaf) = key.as_ref().and_then(|k| self.new_consts.get(k)) {
+            return leaf;
+        }
+        let leaf = self.add_leaf(LeafOrigin::New(tensor), facts);
+        if let Some(k) = key {
+            self.new_consts.insert(k, leaf);
+        }
+        leaf
+    }
+
+    /// An attribute set; sets made by rules (`node: None`) with equal contents are shared.
     pub fn add_attrs(&mut self, set: AttrSet) -> AttrRef {
+        let key = set
+            .node
+            .is_none()
+            .then(|| format!("{}|{:?}", set.domain, set.attrs));
+        if let Some(&a) = key.as_ref().and_then(|k| self.new_attrs.get(k)) {
+            return a;
+        }
         self.attrs.push(set);
-        AttrRef(self.attrs.len() as u32 - 1)
+        let a = AttrRef(self.attrs.len() as u32 - 1);
+        if let Some(k) = key {
+            self.new_attrs.insert(k, a);
+        }
+        a
     }
 }
 

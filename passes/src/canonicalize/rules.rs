@@ -3,7 +3,7 @@
 //! attribute child is read by conditions and appliers, never compared.
 
 use super::lang::{
-    attrs_of, var_class, var_facts, AttrSet, Facts, LeafOrigin, ONode, OpFacts, OpGraph, SmallConst,
+    attrs_of, var_class, var_facts, AttrSet, Facts, ONode, OpFacts, OpGraph, SmallConst,
 };
 use egg::{rewrite as rw, Applier, Id, PatternAst, Rewrite, Subst, Symbol};
 use spa_ir::{AttrValue, Attribute, DType, Tensor};
@@ -118,7 +118,7 @@ fn add_const(egraph: &mut OpGraph, dtype: DType, dims: Vec<i64>, values: &[f64])
             values: values.to_vec(),
         }),
     };
-    let leaf = egraph.analysis.add_leaf(LeafOrigin::New(tensor), facts);
+    let leaf = egraph.analysis.add_new_const(tensor, facts);
     Some(egraph.add(ONode::Leaf(leaf)))
 }
 

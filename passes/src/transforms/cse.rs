@@ -25,18 +25,6 @@ struct Cse;
 /// Constants up to this size are compared by content.
 pub const MAX_CONST_BYTES: u64 = 1 << 20;
 
-fn nondeterministic(op: &str) -> bool {
-    matches!(
-        op,
-        "RandomNormal"
-            | "RandomUniform"
-            | "RandomNormalLike"
-            | "RandomUniformLike"
-            | "Multinomial"
-            | "Bernoulli"
-    )
-}
-
 /// Move graph output `from`'s name onto `to`; false if `to`'s name cannot change.
 fn take_output_name(graph: &mut Graph, from: ValueId, to: ValueId) -> bool {
     if !matches!(graph.value(to).def, ValueDef::Node(..)) || graph.outputs.contains(&to) {
@@ -109,7 +97,7 @@ pub fn cse(model: &mut Model) -> Result<usize, spa_ir::IrError> {
     let resolve = |subst: &HashMap<ValueId, ValueId>, v: ValueId| *subst.get(&v).unwrap_or(&v);
     for id in order {
         let node = graph.node(id);
-        if nondeterministic(&node.op_type) || node.subgraphs().next().is_some() {
+        if spa_ir::interp::is_random_op(&node.op_type) || node.subgraphs().next().is_some() {
             continue;
         }
         let big_tensor = node.attrs.iter().any(

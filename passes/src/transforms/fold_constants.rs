@@ -10,6 +10,8 @@ use crate::error::PassError;
 use crate::manager::PassContext;
 use crate::options::{OptionDecl, OptionKind};
 use crate::registry::{Pass, PassInfo};
+use crate::transforms::dce::eliminate_dead_code;
+use spa_ir::{interp, Tensor, Type, ValueDef, ValueId};
 
 pub static INFO: PassInfo = PassInfo {
     name: "fold-constants",
@@ -44,8 +46,57 @@ pub fn fold_constants_with(
     model: &mut spa_ir::Model,
     max_bytes: u64,
 ) -> Result<usize, spa_ir::IrError> {
-    let _ = max_bytes;
-    crate::transforms::fold_shapes::fold_shapes(model)
+    let mut folded = crate::transforms::fold_shapes::fold_known_values(model, max_bytes)?;
+    // In topological order, so a folded node's consumers see its outputs as constants.
+    let order = model.graph.topo_order()?;
+    let mut evaluated = 0;
+    for id in order {
+        let graph = &model.graph;
+        let Some(node) = graph.try_node(id) else {
+            continue;
+        };
+        if !interp::foldable(node) {
+            continue;
+        }
+        let outputs: Vec<ValueId> = node.outputs.iter().flatten().copied().collect();
+        if outputs.is_empty() || outputs.iter().any(|v| graph.outputs.contains(v)) {
+            continue;
+        }
+        let inputs: Option<Vec<Option<&Tensor>>> = node
+            .inputs
+            .iter()
+            .map(|i| match i {
+                None => Some(None),
+                Some(v) => graph.constant(*v).map(Some),
+            })
+            .collect();
+        let Some(inputs) = inputs else {
+            continue;
+        };
+        // A node the interpreter cannot evaluate stays computed: folding is an optimization.
+        let Ok(values) = interp::eval_constant_node(model, graph, id, &inputs) else {
+            continue;
+        };
+        if values.len() != outputs.len() || values.iter().any(|t| t.byte_len() > max_bytes) {
+            continue;
+        }
+        let graph = &mut model.graph;
+        graph.erase_node(id);
+        for (v, mut t) in outputs.into_iter().zip(values) {
+            let val = graph.value_mut(v);
+            t.name = val.name.clone();
+            val.ty = Type::tensor(t.dtype, &t.dims);
+            val.def = ValueDef::Const;
+            val.declared = false;
+            val.init = Some(t);
+            evaluated += 1;
+        }
+    }
+    if evaluated > 0 {
+        eliminate_dead_code(&mut model.graph)?;
+    }
+    folded += evaluated;
+    Ok(folded)
 }
 
 impl Pass for FoldConstants {

@@ -22,6 +22,11 @@ struct FoldShapes;
 /// Fold every node output whose contents inference knows into a constant; returns how many
 /// values were folded.
 pub fn fold_shapes(model: &mut Model) -> Result<usize, spa_ir::IrError> {
+    fold_known_values(model, u64::MAX)
+}
+
+/// [`fold_shapes`] for values of at most `max_bytes` bytes.
+pub fn fold_known_values(model: &mut Model, max_bytes: u64) -> Result<usize, spa_ir::IrError> {
     let known = spa_ir::infer::infer_types(model)?;
     let graph = &mut model.graph;
     let mut folded = 0;
@@ -36,9 +41,12 @@ pub fn fold_shapes(model: &mut Model) -> Result<usize, spa_ir::IrError> {
         }
         let outputs: Vec<_> = node.outputs.iter().flatten().copied().collect();
         if outputs.is_empty()
-            || !outputs
-                .iter()
-                .all(|&v| known.known_value(v).is_some() && !graph.outputs.contains(&v))
+            || !outputs.iter().all(|&v| {
+                known
+                    .known_value(v)
+                    .is_some_and(|t| t.byte_len() <= max_bytes)
+                    && !graph.outputs.contains(&v)
+            })
         {
             continue;
         }
