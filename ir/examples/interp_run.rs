@@ -119,23 +119,18 @@ fn bench(model: &str, opts: &[String]) -> Res<()> {
     let bound: Vec<(&str, &Value)> = values.iter().map(|(n, v)| (n.as_str(), v)).collect();
     for r in 0..repeat {
         let mut stats: HashMap<NodeId, Vec<f64>> = HashMap::new();
+        // Seconds per op type: the time between observer calls is the node just evaluated.
+        let mut per_op: HashMap<String, (f64, usize)> = HashMap::new();
+        let mut last = Instant::now();
         let mut observe = |graph: &Graph, id: NodeId, ins: &[Option<&Value>], _: &[Value]| {
             let op = graph.node(id).op_type.as_str();
-            if !matches!(op, "Conv" | "Gemm" | "MatMul") {
-                return;
+            let e = per_op.entry(op.to_string()).or_default();
+            e.0 += last.elapsed().as_secs_f64();
+            e.1 += 1;
+            if let Some(s) = channel_sums(op, ins) {
+                stats.insert(id, s);
             }
-            if let Some(Some(x)) = ins.first() {
-                if let Some(a) = x.as_f32() {
-                    if a.ndim() >= 2 {
-                        let ax = if op == "Conv" { 1 } else { a.ndim() - 1 };
-                        let s: Vec<f64> = a
-                            .axis_iter(Axis(ax))
-                            .map(|c| c.iter().map(|&v| (v * v) as f64).sum())
-                            .collect();
-                        stats.insert(id, s);
-                    }
-                }
-            }
+            last = Instant::now();
         };
         let t = Instant::now();
         let outs = interp
@@ -147,8 +142,30 @@ fn bench(model: &str, opts: &[String]) -> Res<()> {
             outs.len(),
             stats.len()
         );
+        let mut ops: Vec<_> = per_op.into_iter().collect();
+        ops.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0));
+        for (op, (secs, n)) in ops.iter().take(8) {
+            println!("  {op:24} {n:5} nodes {secs:8.3} s");
+        }
     }
     Ok(())
+}
+
+/// Per-channel sum of squares of a Conv/Gemm/MatMul input, as a calibration pass collects.
+fn channel_sums(op: &str, ins: &[Option<&Value>]) -> Option<Vec<f64>> {
+    if !matches!(op, "Conv" | "Gemm" | "MatMul") {
+        return None;
+    }
+    let a = ins.first().copied().flatten()?.as_f32()?;
+    if a.ndim() < 2 {
+        return None;
+    }
+    let ax = if op == "Conv" { 1 } else { a.ndim() - 1 };
+    Some(
+        a.axis_iter(Axis(ax))
+            .map(|c| c.iter().map(|&v| (v * v) as f64).sum())
+            .collect(),
+    )
 }
 
 /// Read a `.npy` file (little-endian f32/f64/f16/i64/i32/i8/u8/bool, C order).

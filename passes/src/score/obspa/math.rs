@@ -7,7 +7,8 @@
 //! `dW = -W_:,Q (Hinv_QQ)^-1 Hinv_Q,:`; the inverse Hessian of the remaining columns is the Schur
 //! complement `Hinv - Hinv_:,Q (Hinv_QQ)^-1 Hinv_Q,:`. Everything is `f64`.
 
-use ndarray::{Array2, ArrayView2, Axis};
+use ndarray::linalg::general_mat_mul;
+use ndarray::{s, Array2, ArrayView2, ArrayViewMut2, Axis};
 use rayon::prelude::*;
 use thiserror::Error;
 
@@ -84,85 +85,178 @@ impl HessianSum {
     }
 }
 
-/// Lower Cholesky factor `L` of a symmetric positive definite matrix (`h = L L^T`).
-pub fn cholesky(h: &Array2<f64>) -> Result<Array2<f64>, MathError> {
-    let n = h.nrows();
-    let mut l = Array2::<f64>::zeros((n, n));
-    for i in 0..n {
-        for j in 0..=i {
-            let (li, lj) = (l.row(i), l.row(j));
-            let dot: f64 = match (li.as_slice(), lj.as_slice()) {
-                (Some(a), Some(b)) => a[..j].iter().zip(&b[..j]).map(|(x, y)| x * y).sum(),
-                _ => (0..j).map(|k| li[k] * lj[k]).sum(),
-            };
-            let s = h[[i, j]] - dot;
-            if i == j {
-                if s <= 0.0 || !s.is_finite() {
-                    return Err(MathError::NotPositiveDefinite { pivot: i });
-                }
-                l[[i, i]] = s.sqrt();
-            } else {
-                l[[i, j]] = s / l[[j, j]];
+/// Block size of the blocked factorizations: panels this wide are factored with scalar loops,
+/// everything else is matrix products.
+const NB: usize = 64;
+
+/// Below this many multiply-adds a product runs on one thread.
+const PAR_MACS: usize = 1 << 20;
+
+/// `c = alpha * a b + beta * c`, with the rows of `c` split over threads when it is large
+/// (`ndarray`'s product is single-threaded).
+pub(crate) fn par_gemm(
+    alpha: f64,
+    a: &ArrayView2<'_, f64>,
+    b: &ArrayView2<'_, f64>,
+    beta: f64,
+    c: &mut ArrayViewMut2<'_, f64>,
+) {
+    let (m, k) = a.dim();
+    let n = b.ncols();
+    let threads = rayon::current_num_threads().max(1);
+    if m * n * k < PAR_MACS || threads == 1 || m < 2 * NB {
+        general_mat_mul(alpha, a, b, beta, c);
+        return;
+    }
+    let rows = m.div_ceil(threads * 2).max(NB);
+    c.axis_chunks_iter_mut(Axis(0), rows)
+        .into_par_iter()
+        .zip(a.axis_chunks_iter(Axis(0), rows).into_par_iter())
+        .for_each(|(mut cc, ac)| general_mat_mul(alpha, &ac, b, beta, &mut cc));
+}
+
+/// Cholesky of one small diagonal block in place (lower triangle; `offset` names pivots).
+fn cholesky_block(a: &mut ArrayViewMut2<'_, f64>, offset: usize) -> Result<(), MathError> {
+    let n = a.nrows();
+    for j in 0..n {
+        let mut d = a[[j, j]];
+        for k in 0..j {
+            d -= a[[j, k]] * a[[j, k]];
+        }
+        if d <= 0.0 || !d.is_finite() {
+            return Err(MathError::NotPositiveDefinite { pivot: offset + j });
+        }
+        let d = d.sqrt();
+        a[[j, j]] = d;
+        for i in j + 1..n {
+            let mut s = a[[i, j]];
+            for k in 0..j {
+                s -= a[[i, k]] * a[[j, k]];
             }
+            a[[i, j]] = s / d;
         }
     }
-    Ok(l)
+    Ok(())
+}
+
+/// Lower Cholesky factor `L` of a symmetric positive definite matrix (`h = L L^T`), blocked
+/// right-looking: factor a diagonal block, solve the panel below it, update the trailing matrix
+/// with one product. Only the lower triangle of `h` is read.
+pub fn cholesky(h: &Array2<f64>) -> Result<Array2<f64>, MathError> {
+    let n = h.nrows();
+    let mut a = h.to_owned();
+    let mut k = 0;
+    while k < n {
+        let kb = NB.min(n - k);
+        cholesky_block(&mut a.slice_mut(s![k..k + kb, k..k + kb]), k)?;
+        if k + kb < n {
+            let l11 = a.slice(s![k..k + kb, k..k + kb]).to_owned();
+            // Panel: A21 <- A21 L11^-T (each row is a forward substitution).
+            a.slice_mut(s![k + kb.., k..k + kb])
+                .axis_iter_mut(Axis(0))
+                .into_par_iter()
+                .for_each(|mut row| {
+                    for j in 0..kb {
+                        let mut v = row[j];
+                        for t in 0..j {
+                            v -= row[t] * l11[[j, t]];
+                        }
+                        row[j] = v / l11[[j, j]];
+                    }
+                });
+            // Trailing update: A22 -= A21 A21^T.
+            let a21 = a.slice(s![k + kb.., k..k + kb]).to_owned();
+            par_gemm(
+                -1.0,
+                &a21.view(),
+                &a21.t(),
+                1.0,
+                &mut a.slice_mut(s![k + kb.., k + kb..]),
+            );
+        }
+        k += kb;
+    }
+    for i in 0..n {
+        for j in i + 1..n {
+            a[[i, j]] = 0.0;
+        }
+    }
+    Ok(a)
+}
+
+/// Inverse of a lower-triangular matrix, blocked: `M_ii = L_ii^-1`, and block row `i` of the
+/// strictly lower part is `-M_ii (L_i,<i M_<i,<i)`.
+fn lower_inverse(l: &Array2<f64>) -> Array2<f64> {
+    let n = l.nrows();
+    let mut m = Array2::<f64>::zeros((n, n));
+    let mut i = 0;
+    while i < n {
+        let ib = NB.min(n - i);
+        // Diagonal block: forward substitution on the small triangle.
+        let mut d = Array2::<f64>::zeros((ib, ib));
+        for r in 0..ib {
+            d[[r, r]] = 1.0 / l[[i + r, i + r]];
+            for c in 0..r {
+                let mut v = 0.0;
+                for t in c..r {
+                    v += l[[i + r, i + t]] * d[[t, c]];
+                }
+                d[[r, c]] = -v / l[[i + r, i + r]];
+            }
+        }
+        if i > 0 {
+            let mut tmp = Array2::<f64>::zeros((ib, i));
+            par_gemm(
+                1.0,
+                &l.slice(s![i..i + ib, ..i]),
+                &m.slice(s![..i, ..i]),
+                0.0,
+                &mut tmp.view_mut(),
+            );
+            let mut row = m.slice_mut(s![i..i + ib, ..i]);
+            general_mat_mul(-1.0, &d, &tmp, 0.0, &mut row);
+        }
+        m.slice_mut(s![i..i + ib, i..i + ib]).assign(&d);
+        i += ib;
+    }
+    m
 }
 
 /// Inverse of a symmetric positive definite matrix, through its Cholesky factor:
 /// `H^-1 = L^-T L^-1`.
 pub fn spd_inverse(h: &Array2<f64>) -> Result<Array2<f64>, MathError> {
     let l = cholesky(h)?;
-    let n = l.nrows();
-    // M = L^-1, row by row: M_i = (e_i - sum_{k<i} L_ik M_k) / L_ii (rows are contiguous).
-    let mut m = Array2::<f64>::zeros((n, n));
+    let m = lower_inverse(&l);
+    let n = m.nrows();
+    // (M^T M)_IJ = M_k..,I^T M_k..,J over k >= max(I, J) (M is lower triangular): block row I
+    // of the lower half in one product per block, in parallel; then mirrored.
+    let mut out = Array2::<f64>::zeros((n, n));
+    out.axis_chunks_iter_mut(Axis(0), NB)
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(b, mut rows)| {
+            let i = b * NB;
+            let ib = rows.nrows();
+            let mut lower = rows.slice_mut(s![.., ..i + ib]);
+            general_mat_mul(
+                1.0,
+                &m.slice(s![i.., i..i + ib]).t(),
+                &m.slice(s![i.., ..i + ib]),
+                0.0,
+                &mut lower,
+            );
+        });
     for i in 0..n {
-        let mut row = vec![0.0; i + 1];
-        row[i] = 1.0;
-        for k in 0..i {
-            let lik = l[[i, k]];
-            if lik != 0.0 {
-                let mk = m.row(k);
-                for (r, &v) in row.iter_mut().zip(mk.iter().take(k + 1)) {
-                    *r -= lik * v;
-                }
-            }
-        }
-        let d = l[[i, i]];
-        for (j, v) in row.into_iter().enumerate() {
-            m[[i, j]] = v / d;
+        for j in i + 1..n {
+            out[[i, j]] = out[[j, i]];
         }
     }
-    Ok(m.t().dot(&m))
+    Ok(out)
 }
 
-/// Solve `A Z = B` for a small symmetric positive definite `A` (`q x q`), `B` is `q x k`.
-fn spd_solve(a: &Array2<f64>, b: &Array2<f64>) -> Result<Array2<f64>, MathError> {
-    let l = match cholesky(a) {
-        Ok(l) => l,
-        Err(_) => {
-            // Removed-and-restored columns can leave a numerically singular block: jitter it.
-            let q = a.nrows().max(1) as f64;
-            let jitter = 1e-10 * (a.diag().sum().abs() / q).max(1e-300);
-            let mut a = a.clone();
-            a.diag_mut().iter_mut().for_each(|x| *x += jitter);
-            cholesky(&a)?
-        }
-    };
-    let q = l.nrows();
-    let mut z = b.clone();
-    for col in 0..z.ncols() {
-        // Forward: L y = b; back: L^T z = y.
-        for i in 0..q {
-            let s: f64 = (0..i).map(|k| l[[i, k]] * z[[k, col]]).sum();
-            z[[i, col]] = (z[[i, col]] - s) / l[[i, i]];
-        }
-        for i in (0..q).rev() {
-            let s: f64 = (i + 1..q).map(|k| l[[k, i]] * z[[k, col]]).sum();
-            z[[i, col]] = (z[[i, col]] - s) / l[[i, i]];
-        }
-    }
-    Ok(z)
+/// The `q x q` block of `a` at rows and columns `q`.
+fn block(a: &Array2<f64>, q: &[usize]) -> Array2<f64> {
+    Array2::from_shape_fn((q.len(), q.len()), |(i, j)| a[[q[i], q[j]]])
 }
 
 fn check(w: &ArrayView2<'_, f64>, hinv: &Array2<f64>) -> Result<(), MathError> {
@@ -177,20 +271,43 @@ fn check(w: &ArrayView2<'_, f64>, hinv: &Array2<f64>) -> Result<(), MathError> {
 }
 
 /// `E_Q = 1/2 sum_rows w_Q (Hinv_QQ)^-1 w_Q^T`: the increase of the layer's loss when the columns
-/// `q` are removed and the others re-fitted.
+/// `q` are removed and the others re-fitted. Computed as `1/2 sum(G * Hinv_QQ^-1)` with the small
+/// Gram matrix `G = W_:,Q^T W_:,Q`, one pass over the rows.
 pub fn saliency(w: ArrayView2<'_, f64>, hinv: &Array2<f64>, q: &[usize]) -> Result<f64, MathError> {
     check(&w, hinv)?;
     if q.is_empty() {
         return Ok(0.0);
     }
-    let hqq = hinv.select(Axis(0), q).select(Axis(1), q);
-    let wq_t = w
-        .select(Axis(1), q)
-        .reversed_axes()
-        .as_standard_layout()
-        .to_owned();
-    let z = spd_solve(&hqq, &wq_t)?;
-    Ok(0.5 * (&wq_t * &z).sum())
+    let inv = small_spd_inverse(&block(hinv, q))?;
+    let k = q.len();
+    let mut g = vec![0.0; k * k];
+    let mut v = vec![0.0; k];
+    for row in w.rows() {
+        for (x, &c) in v.iter_mut().zip(q) {
+            *x = row[c];
+        }
+        for (i, &vi) in v.iter().enumerate() {
+            if vi != 0.0 {
+                for (gij, &vj) in g[i * k..(i + 1) * k].iter_mut().zip(&v) {
+                    *gij += vi * vj;
+                }
+            }
+        }
+    }
+    let e: f64 = inv.iter().zip(&g).map(|(a, b)| a * b).sum();
+    Ok(0.5 * e)
+}
+
+/// Inverse of a small symmetric positive definite block; removed-and-restored columns can leave
+/// it numerically singular, in which case it is jittered once.
+fn small_spd_inverse(a: &Array2<f64>) -> Result<Array2<f64>, MathError> {
+    spd_inverse(a).or_else(|_| {
+        let q = a.nrows().max(1) as f64;
+        let jitter = 1e-10 * (a.diag().sum().abs() / q).max(1e-300);
+        let mut a = a.clone();
+        a.diag_mut().iter_mut().for_each(|x| *x += jitter);
+        spd_inverse(&a)
+    })
 }
 
 /// Remove the columns `q`: re-fit the other columns of `w` (`w += dW`), zero the removed ones,
@@ -200,15 +317,14 @@ pub fn remove(w: &mut Array2<f64>, hinv: &mut Array2<f64>, q: &[usize]) -> Resul
     if q.is_empty() {
         return Ok(0.0);
     }
-    let hqq = hinv.select(Axis(0), q).select(Axis(1), q);
+    let hqq = block(hinv, q);
     // K = Hinv_QQ^-1 Hinv_Q,:  (q x cols)
-    let hq = hinv.select(Axis(0), q);
-    let k = spd_solve(&hqq, &hq)?;
-    let wq = w.select(Axis(1), q);
-    // dW = -W_:,Q K;  Hinv -= Hinv_:,Q K.
-    ndarray::linalg::general_mat_mul(-1.0, &wq, &k, 1.0, w);
-    let hcol = hq.t().to_owned();
-    ndarray::linalg::general_mat_mul(-1.0, &hcol, &k, 1.0, hinv);
+    let hq = Array2::from_shape_fn((q.len(), hinv.ncols()), |(i, c)| hinv[[q[i], c]]);
+    let k = small_spd_inverse(&hqq)?.dot(&hq);
+    let wq = Array2::from_shape_fn((w.nrows(), q.len()), |(r, i)| w[[r, q[i]]]);
+    // dW = -W_:,Q K;  Hinv -= Hinv_:,Q K (Hinv is symmetric: Hinv_:,Q = Hinv_Q,:^T).
+    par_gemm(-1.0, &wq.view(), &k.view(), 1.0, &mut w.view_mut());
+    par_gemm(-1.0, &hq.t(), &k.view(), 1.0, &mut hinv.view_mut());
     for &c in q {
         w.column_mut(c).fill(0.0);
         hinv.column_mut(c).fill(0.0);
@@ -224,6 +340,28 @@ pub struct Layer {
     pub w: Array2<f64>,
     pub hinv: Array2<f64>,
     pub blocks: Vec<Vec<usize>>,
+}
+
+impl Layer {
+    /// Drop the removed columns (zero diagonal in `hinv`) from `w`, `hinv` and the channel
+    /// blocks once they are a quarter of the matrix, so later downdates cost the kept size only.
+    fn compact_if_sparse(&mut self) {
+        let n = self.hinv.nrows();
+        let keep: Vec<usize> = (0..n).filter(|&c| self.hinv[[c, c]] != 0.0).collect();
+        if (n - keep.len()) * 4 < n {
+            return;
+        }
+        let mut index = vec![usize::MAX; n];
+        for (i, &c) in keep.iter().enumerate() {
+            index[c] = i;
+        }
+        self.w = Array2::from_shape_fn((self.w.nrows(), keep.len()), |(r, i)| self.w[[r, keep[i]]]);
+        self.hinv = block(&self.hinv, &keep);
+        for b in &mut self.blocks {
+            b.retain(|&c| index[c] != usize::MAX);
+            b.iter_mut().for_each(|c| *c = index[*c]);
+        }
+    }
 }
 
 /// Joint greedy removal over layers that share channels: at each step the channels whose
@@ -273,7 +411,9 @@ pub fn greedy_scores(
                     .flatten()
                     .copied()
                     .collect();
-                remove(&mut l.w, &mut l.hinv, &q)
+                let e = remove(&mut l.w, &mut l.hinv, &q)?;
+                l.compact_if_sparse();
+                Ok(e)
             })
             .collect::<Result<Vec<f64>, _>>()?
             .into_iter()
@@ -285,22 +425,45 @@ pub fn greedy_scores(
 }
 
 /// The compensated weights after removing columns `q` at once (the re-fit of the kept columns;
-/// the removed ones are zero).
+/// the removed ones are zero): `W + dW` with `dW = -(W_:,Q Hinv_QQ^-1) Hinv_Q,:`. Only the
+/// weights are updated (no downdate of `Hinv`), and `W_:,Q Hinv_QQ^-1` goes through the Cholesky
+/// factor of `Hinv_QQ` (`L^-T L^-1`), so the cost is a few products of the removed block.
 pub fn compensate(
     w: ArrayView2<'_, f64>,
     hinv: &Array2<f64>,
     q: &[usize],
 ) -> Result<Array2<f64>, MathError> {
-    let mut w = w.to_owned();
-    let mut h = hinv.clone();
-    remove(&mut w, &mut h, q)?;
-    Ok(w)
+    check(&w, hinv)?;
+    let mut out = w.to_owned();
+    if q.is_empty() {
+        return Ok(out);
+    }
+    let hqq = block(hinv, q);
+    let l = cholesky(&hqq).or_else(|_| {
+        let n = hqq.nrows().max(1) as f64;
+        let jitter = 1e-10 * (hqq.diag().sum().abs() / n).max(1e-300);
+        let mut a = hqq.clone();
+        a.diag_mut().iter_mut().for_each(|x| *x += jitter);
+        cholesky(&a)
+    })?;
+    let m = lower_inverse(&l);
+    let wq = Array2::from_shape_fn((w.nrows(), q.len()), |(r, i)| w[[r, q[i]]]);
+    // X = W_:,Q M^T M  (rows x |Q|).
+    let mut t = Array2::<f64>::zeros((w.nrows(), q.len()));
+    par_gemm(1.0, &wq.view(), &m.t(), 0.0, &mut t.view_mut());
+    let mut x = Array2::<f64>::zeros((w.nrows(), q.len()));
+    par_gemm(1.0, &t.view(), &m.view(), 0.0, &mut x.view_mut());
+    let hq = Array2::from_shape_fn((q.len(), hinv.ncols()), |(i, c)| hinv[[q[i], c]]);
+    par_gemm(-1.0, &x.view(), &hq.view(), 1.0, &mut out.view_mut());
+    for &c in q {
+        out.column_mut(c).fill(0.0);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::s;
 
     /// Deterministic pseudo-normal matrix.
     fn randn(rows: usize, cols: usize, seed: u64) -> Array2<f64> {
@@ -357,13 +520,44 @@ mod tests {
     }
 
     #[test]
+    fn blocked_factorizations_match_the_definition() {
+        // Sizes across block boundaries (NB = 64), including one that is not a multiple.
+        for &n in &[1usize, 63, 64, 65, 150] {
+            let x = randn(n + 20, n, n as u64);
+            let h = x.t().dot(&x);
+            let l = cholesky(&h).unwrap();
+            assert!(rel(&l.dot(&l.t()), &h) < 1e-10, "n={n}: L L^T != H");
+            assert!(l.indexed_iter().all(|((i, j), &v)| j <= i || v == 0.0));
+            let inv = spd_inverse(&h).unwrap();
+            assert!(
+                rel(&h.dot(&inv), &Array2::eye(n)) < 1e-8,
+                "n={n}: H H^-1 != I"
+            );
+            assert!(
+                rel(&inv, &inv.t().to_owned()) < 1e-12,
+                "n={n}: H^-1 not symmetric"
+            );
+        }
+        // A failing pivot inside a later block is reported at its global index.
+        let x = randn(200, 150, 9);
+        let mut h = x.t().dot(&x);
+        h[[130, 130]] = -1.0;
+        assert_eq!(
+            cholesky(&h).unwrap_err(),
+            MathError::NotPositiveDefinite { pivot: 130 }
+        );
+    }
+
+    #[test]
     fn compensation_equals_least_squares() {
         for (seed, rows, cols, q) in [
             (1u64, 5usize, 12usize, vec![3usize, 4, 5]),
             (2, 3, 9, vec![0]),
             (3, 8, 16, vec![1, 7, 8, 15]),
+            // Larger than one block of the blocked factorizations.
+            (4, 20, 150, (0..150).step_by(2).collect()),
         ] {
-            let n = 64;
+            let n = 64.max(2 * cols);
             let x = randn(n, cols, seed);
             let w = randn(rows, cols, seed + 100);
             let hinv = layer_hinv(&x);
