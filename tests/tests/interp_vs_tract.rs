@@ -4,27 +4,13 @@
 
 mod common;
 
-use common::tract_run;
+use common::{rel_diff_f32 as rel_diff, root, tract_run};
 use spa_backends::onnx::{write_onnx, WriteOptions};
 use spa_frontends::onnx::{read_onnx, ReadOptions};
 use spa_ir::interp::ndarray::{ArrayD, IxDyn};
 use spa_ir::interp::{Interpreter, NoObserver, Value};
 use spa_ir::{DType, Model};
 use std::path::{Path, PathBuf};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Largest difference relative to the largest magnitude of either output.
-fn rel_diff(a: &[f32], b: &[f32]) -> f32 {
-    let scale = a
-        .iter()
-        .chain(b)
-        .fold(0f32, |m, x| m.max(x.abs()))
-        .max(1e-30);
-    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
-}
 
 /// tract's output bytes as f32 (f32, f16, i64 and bool outputs).
 fn tract_values(o: &tract_run::Output) -> Vec<f32> {

@@ -8,31 +8,15 @@
 mod common;
 
 use common::tract_run::{self, Input};
+use common::{root, run_pipeline as run};
 use spa_backends::onnx::{write_onnx, WriteOptions};
 use spa_frontends::onnx::{read_onnx, ReadOptions};
 use spa_ir::{DType, Model};
-use spa_passes::{register_all_passes, PassManager, RunConfig, RunOutput};
-use std::path::{Path, PathBuf};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use std::path::Path;
 
 fn load(name: &str) -> Model {
     read_onnx(&root().join("fixtures").join(name), &ReadOptions::default())
         .unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn run(model: &Model, pipeline: &str) -> Model {
-    let mut m = model.clone();
-    let p = register_all_passes()
-        .parse(pipeline)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let mut out = RunOutput::default();
-    PassManager::new(p, RunConfig::default())
-        .run(&mut m, &mut out)
-        .unwrap_or_else(|e| panic!("{pipeline}: {e}"));
-    m
 }
 
 /// Held-out normal inputs (xorshift + Box-Muller; not the generator of `data=synthetic`).

@@ -7,51 +7,10 @@
 
 mod common;
 
-use common::tract_run;
-use spa_backends::onnx::{write_onnx, WriteOptions};
+use common::{as_f32, rel_diff_f32 as rel_diff, root, run_pipeline, tract_run, write};
 use spa_frontends::onnx::{read_onnx, ReadOptions};
 use spa_ir::Model;
-use spa_passes::{register_all_passes, PassManager, RunConfig, RunOutput};
 use std::path::{Path, PathBuf};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn run_pipeline(model: &Model, pipeline: &str) -> Model {
-    let mut m = model.clone();
-    let p = register_all_passes()
-        .parse(pipeline)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let mut out = RunOutput::default();
-    PassManager::new(p, RunConfig::default())
-        .run(&mut m, &mut out)
-        .unwrap_or_else(|e| panic!("{pipeline}: {e}"));
-    m
-}
-
-fn write(model: &Model, dir: &Path, name: &str) -> PathBuf {
-    let path = dir.join(name);
-    write_onnx(model, &path, &WriteOptions::default()).unwrap_or_else(|e| panic!("{e}"));
-    path
-}
-
-fn as_f32(o: &tract_run::Output) -> Vec<f32> {
-    assert_eq!(o.0, "F32", "output dtype");
-    o.2.chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
-}
-
-/// Largest difference relative to the largest magnitude of either output.
-fn rel_diff(a: &[f32], b: &[f32]) -> f32 {
-    let scale = a
-        .iter()
-        .chain(b)
-        .fold(0f32, |m, x| m.max(x.abs()))
-        .max(1e-30);
-    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
-}
 
 fn params(model: &Model) -> u64 {
     spa_passes::prune::report::measure(model).params

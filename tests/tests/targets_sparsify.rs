@@ -10,31 +10,8 @@
 
 mod common;
 
-use common::tract_run;
-use spa_backends::onnx::{write_onnx, WriteOptions};
-use spa_frontends::onnx::{read_onnx, ReadOptions};
+use common::{as_f32, fixture, run_pipeline_with_output as run_pipeline, tract_run, write};
 use spa_ir::{Model, Tensor, TensorData, ValueDef, ValueId};
-use spa_passes::{register_all_passes, PassManager, RunConfig, RunOutput};
-use std::path::{Path, PathBuf};
-
-fn fixture(name: &str) -> Model {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(name);
-    read_onnx(&path, &ReadOptions::default()).unwrap_or_else(|e| panic!("{name}: {e}"))
-}
-
-fn run_pipeline(model: &Model, pipeline: &str) -> (Model, RunOutput) {
-    let mut m = model.clone();
-    let p = register_all_passes()
-        .parse(pipeline)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let mut out = RunOutput::default();
-    PassManager::new(p, RunConfig::default())
-        .run(&mut m, &mut out)
-        .unwrap_or_else(|e| panic!("{pipeline}: {e}"));
-    (m, out)
-}
 
 /// A number after `"key": ` in a JSON text.
 fn json_number(json: &str, key: &str) -> f64 {
@@ -42,19 +19,6 @@ fn json_number(json: &str, key: &str) -> f64 {
     let at = json.find(&pat).unwrap_or_else(|| panic!("{key} in {json}")) + pat.len();
     let end = json[at..].find([',', '}', '\n']).unwrap() + at;
     json[at..end].trim().parse().unwrap()
-}
-
-fn write(model: &Model, dir: &Path, name: &str) -> PathBuf {
-    let path = dir.join(name);
-    write_onnx(model, &path, &WriteOptions::default()).unwrap_or_else(|e| panic!("{e}"));
-    path
-}
-
-fn as_f32(o: &tract_run::Output) -> Vec<f32> {
-    assert_eq!(o.0, "F32", "output dtype");
-    o.2.chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
 }
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {

@@ -5,34 +5,10 @@
 
 mod common;
 
-use common::tract_run;
-use spa_backends::onnx::{write_onnx, WriteOptions};
+use common::{rel_diff, root, run_pipeline, tract_run, write};
 use spa_frontends::onnx::{read_onnx, ReadOptions};
 use spa_ir::Model;
-use spa_passes::{register_all_passes, PassManager, RunConfig, RunOutput};
 use std::path::{Path, PathBuf};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn run_pipeline(model: &Model, pipeline: &str) -> Model {
-    let mut m = model.clone();
-    let p = register_all_passes()
-        .parse(pipeline)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let mut out = RunOutput::default();
-    PassManager::new(p, RunConfig::default())
-        .run(&mut m, &mut out)
-        .unwrap_or_else(|e| panic!("{pipeline}: {e}"));
-    m
-}
-
-fn write(model: &Model, dir: &Path, name: &str) -> PathBuf {
-    let path = dir.join(name);
-    write_onnx(model, &path, &WriteOptions::default()).unwrap_or_else(|e| panic!("{e}"));
-    path
-}
 
 fn values(o: &tract_run::Output) -> Vec<f64> {
     match o.0.as_str() {
@@ -48,15 +24,6 @@ fn values(o: &tract_run::Output) -> Vec<f64> {
         }
         _ => o.2.iter().map(|&b| b as f64).collect(),
     }
-}
-
-fn rel_diff(a: &[f64], b: &[f64]) -> f64 {
-    let scale = a
-        .iter()
-        .chain(b)
-        .fold(0f64, |m, x| m.max(x.abs()))
-        .max(1e-30);
-    a.iter().zip(b).fold(0f64, |m, (x, y)| m.max((x - y).abs())) / scale
 }
 
 const PIPELINES: &[&str] = &[

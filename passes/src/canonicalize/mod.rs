@@ -320,7 +320,9 @@ pub fn rewrite(
         if captured.contains(&name) {
             continue;
         }
-        if outputs.contains(&out) && !m.take_name(out, rep) {
+        if outputs.contains(&out)
+            && !crate::transforms::take_output_name(&mut m.model.graph, out, rep)
+        {
             continue;
         }
         m.subst.insert(out, rep);
@@ -463,31 +465,6 @@ impl Materializer<'_> {
             steps += 1;
         }
         v
-    }
-
-    /// Give graph output `out`'s name to `rep`, which replaces it. Fails (and nothing changes)
-    /// when `rep` is a graph input, a constant or another graph output, whose names are fixed.
-    fn take_name(&mut self, out: ValueId, rep: ValueId) -> bool {
-        let graph = &mut self.model.graph;
-        let r = graph.value(rep);
-        if !matches!(r.def, ValueDef::Node(..)) || graph.outputs.contains(&rep) {
-            return false;
-        }
-        let out_val = graph.value(out).clone();
-        let old = graph.value(rep).name.clone();
-        let rv = graph.value_mut(rep);
-        rv.name = out_val.name.clone();
-        rv.ty = out_val.ty.clone();
-        rv.declared = out_val.declared;
-        rv.doc_string = out_val.doc_string.clone();
-        rv.metadata_props = out_val.metadata_props.clone();
-        graph.value_mut(out).name = old;
-        for o in graph.outputs.iter_mut() {
-            if *o == out {
-                *o = rep;
-            }
-        }
-        true
     }
 
     fn apply_substitution(&mut self) {

@@ -25,23 +25,6 @@ struct Cse;
 /// Constants up to this size are compared by content.
 pub const MAX_CONST_BYTES: u64 = 1 << 20;
 
-/// Move graph output `from`'s name onto `to`; false if `to`'s name cannot change.
-fn take_output_name(graph: &mut Graph, from: ValueId, to: ValueId) -> bool {
-    if !matches!(graph.value(to).def, ValueDef::Node(..)) || graph.outputs.contains(&to) {
-        return false;
-    }
-    let f = graph.value(from).clone();
-    let old = std::mem::replace(&mut graph.value_mut(to).name, f.name);
-    graph.value_mut(to).ty = f.ty;
-    graph.value_mut(from).name = old;
-    for o in graph.outputs.iter_mut() {
-        if *o == from {
-            *o = to;
-        }
-    }
-    true
-}
-
 /// Merge duplicates; returns how many values were replaced.
 pub fn cse(model: &mut Model) -> Result<usize, spa_ir::IrError> {
     let graph = &mut model.graph;
@@ -59,7 +42,7 @@ pub fn cse(model: &mut Model) -> Result<usize, spa_ir::IrError> {
         if captured.contains(&graph.value(from).name) {
             return false;
         }
-        if outputs.contains(&from) && !take_output_name(graph, from, to) {
+        if outputs.contains(&from) && !super::take_output_name(graph, from, to) {
             return false;
         }
         subst.insert(from, to);

@@ -11,7 +11,8 @@ use crate::manager::PassContext;
 use crate::options::{OptionDecl, OptionKind};
 use crate::registry::{Pass, PassInfo};
 use crate::transforms::dce::eliminate_dead_code;
-use spa_ir::{interp, Tensor, Type, ValueDef, ValueId};
+use crate::transforms::fold_shapes::replace_with_constants;
+use spa_ir::{interp, Tensor, ValueId};
 
 pub static INFO: PassInfo = PassInfo {
     name: "fold-constants",
@@ -80,17 +81,7 @@ pub fn fold_constants_with(
         if values.len() != outputs.len() || values.iter().any(|t| t.byte_len() > max_bytes) {
             continue;
         }
-        let graph = &mut model.graph;
-        graph.erase_node(id);
-        for (v, mut t) in outputs.into_iter().zip(values) {
-            let val = graph.value_mut(v);
-            t.name = val.name.clone();
-            val.ty = Type::tensor(t.dtype, &t.dims);
-            val.def = ValueDef::Const;
-            val.declared = false;
-            val.init = Some(t);
-            evaluated += 1;
-        }
+        evaluated += replace_with_constants(&mut model.graph, id, outputs, values);
     }
     if evaluated > 0 {
         eliminate_dead_code(&mut model.graph)?;

@@ -8,7 +8,7 @@ use crate::error::PassError;
 use crate::manager::PassContext;
 use crate::registry::{Pass, PassInfo};
 use crate::transforms::dce::eliminate_dead_code;
-use spa_ir::{Model, Type, ValueDef};
+use spa_ir::{Graph, Model, NodeId, Tensor, Type, ValueDef, ValueId};
 
 pub static INFO: PassInfo = PassInfo {
     name: "fold-shapes",
@@ -54,21 +54,34 @@ pub fn fold_known_values(model: &mut Model, max_bytes: u64) -> Result<usize, spa
             .iter()
             .filter_map(|&v| known.known_value(v).cloned())
             .collect();
-        graph.erase_node(id);
-        for (v, mut t) in outputs.into_iter().zip(values) {
-            let val = graph.value_mut(v);
-            t.name = val.name.clone();
-            val.ty = Type::tensor(t.dtype, &t.dims);
-            val.def = ValueDef::Const;
-            val.declared = false;
-            val.init = Some(t);
-            folded += 1;
-        }
+        folded += replace_with_constants(graph, id, outputs, values);
     }
     if folded > 0 {
         eliminate_dead_code(graph)?;
     }
     Ok(folded)
+}
+
+/// Erase node `id` and make each of its `outputs` a constant holding its value (the value keeps
+/// its name); returns how many values became constants.
+pub(crate) fn replace_with_constants(
+    graph: &mut Graph,
+    id: NodeId,
+    outputs: Vec<ValueId>,
+    values: Vec<Tensor>,
+) -> usize {
+    graph.erase_node(id);
+    let mut n = 0;
+    for (v, mut t) in outputs.into_iter().zip(values) {
+        let val = graph.value_mut(v);
+        t.name = val.name.clone();
+        val.ty = Type::tensor(t.dtype, &t.dims);
+        val.def = ValueDef::Const;
+        val.declared = false;
+        val.init = Some(t);
+        n += 1;
+    }
+    n
 }
 
 impl Pass for FoldShapes {

@@ -8,3 +8,28 @@ pub mod fold_shapes;
 pub mod shape_infer;
 pub mod test_print_shapes;
 pub mod verify;
+
+use spa_ir::{Graph, ValueDef, ValueId};
+
+/// Give graph output `from`'s name (and type, doc string, metadata) to `to`, which replaces it,
+/// so the model's interface keeps its names. Fails, changing nothing, when `to` is a graph
+/// input, a constant or another graph output, whose names are fixed.
+pub(crate) fn take_output_name(graph: &mut Graph, from: ValueId, to: ValueId) -> bool {
+    if !matches!(graph.value(to).def, ValueDef::Node(..)) || graph.outputs.contains(&to) {
+        return false;
+    }
+    let f = graph.value(from).clone();
+    let t = graph.value_mut(to);
+    let old = std::mem::replace(&mut t.name, f.name);
+    t.ty = f.ty;
+    t.declared = f.declared;
+    t.doc_string = f.doc_string;
+    t.metadata_props = f.metadata_props;
+    graph.value_mut(from).name = old;
+    for o in graph.outputs.iter_mut() {
+        if *o == from {
+            *o = to;
+        }
+    }
+    true
+}

@@ -1,6 +1,74 @@
-//! Helpers shared by the integration tests: running models in tract, an independent executor.
+//! Helpers shared by the integration tests: paths, running pass pipelines, writing ONNX, comparing
+//! outputs, and running models in tract, an independent executor.
 
 #![allow(dead_code)]
+
+use spa_backends::onnx::{write_onnx, WriteOptions};
+use spa_frontends::onnx::{read_onnx, ReadOptions};
+use spa_ir::Model;
+use spa_passes::{register_all_passes, PassManager, RunConfig, RunOutput};
+use std::path::{Path, PathBuf};
+
+/// The `tests/` crate folder (fixtures, pass cases, invalid inputs).
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Read `tests/fixtures/<name>`.
+pub fn fixture(name: &str) -> Model {
+    read_onnx(&root().join("fixtures").join(name), &ReadOptions::default())
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// Run a textual pass pipeline on a copy of `model`; the result and the run's output (report,
+/// statistics).
+pub fn run_pipeline_with_output(model: &Model, pipeline: &str) -> (Model, RunOutput) {
+    let mut m = model.clone();
+    let p = register_all_passes()
+        .parse(pipeline)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut out = RunOutput::default();
+    PassManager::new(p, RunConfig::default())
+        .run(&mut m, &mut out)
+        .unwrap_or_else(|e| panic!("{pipeline}: {e}"));
+    (m, out)
+}
+
+/// Run a textual pass pipeline on a copy of `model`.
+pub fn run_pipeline(model: &Model, pipeline: &str) -> Model {
+    run_pipeline_with_output(model, pipeline).0
+}
+
+/// Write `model` as `dir/name` (ONNX).
+pub fn write(model: &Model, dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    write_onnx(model, &path, &WriteOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    path
+}
+
+/// Largest difference relative to the largest magnitude of either output.
+pub fn rel_diff(a: &[f64], b: &[f64]) -> f64 {
+    let scale = a
+        .iter()
+        .chain(b)
+        .fold(0f64, |m, x| m.max(x.abs()))
+        .max(1e-30);
+    a.iter().zip(b).fold(0f64, |m, (x, y)| m.max((x - y).abs())) / scale
+}
+
+/// [`rel_diff`] of f32 outputs.
+pub fn rel_diff_f32(a: &[f32], b: &[f32]) -> f32 {
+    let wide = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
+    rel_diff(&wide(a), &wide(b)) as f32
+}
+
+/// A tract output that must be f32, as values.
+pub fn as_f32(o: &tract_run::Output) -> Vec<f32> {
+    assert_eq!(o.0, "F32", "output dtype");
+    o.2.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
 
 pub mod tract_run {
     use spa_ir::{DType, Dim, Model, Type};
