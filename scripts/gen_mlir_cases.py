@@ -122,10 +122,31 @@ def strided_and_masks(rng):
                  inits)
 
 
+def conv_transposes(rng):
+    """ConvTranspose: stride 2 with pads and output_padding, grouped, SAME_UPPER, and output_padding
+    that reaches past TOSA's full output."""
+    w1 = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    w2 = rng.standard_normal((4, 2, 2, 2)).astype(np.float32)
+    w3 = rng.standard_normal((4, 2, 3, 3)).astype(np.float32)
+    nodes = [
+        helper.make_node("ConvTranspose", ["x", "w1", "b1"], ["a"], strides=[2, 2],
+                         pads=[1, 1, 1, 1], output_padding=[1, 1]),
+        helper.make_node("ConvTranspose", ["x", "w2"], ["b"], strides=[2, 2], group=2),
+        helper.make_node("ConvTranspose", ["x", "w3"], ["c"], strides=[2, 2], auto_pad="SAME_UPPER"),
+        helper.make_node("ConvTranspose", ["x", "w3"], ["d"], strides=[3, 2], pads=[0, 1, 0, 0],
+                         output_padding=[2, 1]),
+    ]
+    inits = [const("w1", w1), const("b1", rng.standard_normal(3).astype(np.float32)),
+             const("w2", w2), const("w3", w3)]
+    return model("conv_transposes", nodes, [t("x", [1, 4, 5, 6])],
+                 [t("a", None), t("b", None), t("c", None), t("d", None)], inits)
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     rng = np.random.default_rng(11)
-    paths = [pools_and_pads(rng), resize_modes(rng), einsum_attention(rng), strided_and_masks(rng)]
+    paths = [pools_and_pads(rng), resize_modes(rng), einsum_attention(rng), strided_and_masks(rng),
+             conv_transposes(rng)]
     try:
         import onnxruntime as ort
     except ImportError:

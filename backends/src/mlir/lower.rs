@@ -75,6 +75,7 @@ impl Emitter<'_> {
             | "Less" | "GreaterOrEqual" | "LessOrEqual" | "And" | "Or" | "Where" | "PRelu"
             | "Sum" | "Mean" => self.elementwise(node),
             "Conv" => self.conv(node),
+            "ConvTranspose" => self.conv_transpose(node),
             "BatchNormalization" => self.batch_norm(node),
             "MaxPool" | "AveragePool" | "GlobalAveragePool" | "GlobalMaxPool" => self.pool(node),
             "Gemm" => self.gemm(node),
@@ -584,6 +585,110 @@ impl Emitter<'_> {
             }
             self.concat(&parts, 3)
         };
+        self.bind(y, Layout::Nhwc, r);
+        Ok(())
+    }
+
+    /// ConvTranspose (2-D, no dilation) -> `tosa.transpose_conv2d` (one per group), computed
+    /// without output padding at the top/left (TOSA's full output, extended at the bottom/right
+    /// when ONNX's `output_padding` reaches past it), then sliced to ONNX's output window.
+    /// Weights `[C, M/group, kH, kW]` are permuted on the host to TOSA's `[M, kH, kW, C]`.
+    fn conv_transpose(&mut self, node: &Node) -> R<()> {
+        let xv = self.req_input(node, 0)?;
+        let wv = self.req_input(node, 1)?;
+        let (y, ydt, ydims) = self.out(node, 0)?;
+        let (_, xdims) = self.value_type(xv)?;
+        let (_, wdims) = self.value_type(wv)?;
+        if xdims.len() != 4 || wdims.len() != 4 || ydims.len() != 4 {
+            return Err(self.unsupported("only 2-D transposed convolutions are lowered"));
+        }
+        let group = node.attr_int("group").unwrap_or(1).max(1);
+        let dil = node.attr_ints("dilations").unwrap_or(&[1, 1]).to_vec();
+        let st = node.attr_ints("strides").unwrap_or(&[1, 1]).to_vec();
+        if dil.len() != 2 || st.len() != 2 || st.iter().any(|&s| s < 1) {
+            return Err(self.unsupported("only 2-D transposed convolutions are lowered"));
+        }
+        if dil.iter().any(|&d| d != 1) {
+            return Err(self.unsupported("dilated ConvTranspose is not lowered"));
+        }
+        let (c_in, og, kh, kw) = (wdims[0], wdims[1], wdims[2], wdims[3]);
+        let o = og * group;
+        if c_in != xdims[1] || c_in % group != 0 || ydims[1] != o {
+            return Err(self.unsupported("inconsistent group count"));
+        }
+        let cg = c_in / group;
+        let k = [kh, kw];
+        let out_pad = node.attr_ints("output_padding").unwrap_or(&[0, 0]).to_vec();
+        let auto_pad = node.attr_str("auto_pad").unwrap_or("NOTSET");
+        let explicit = node.attr_ints("pads").filter(|p| p.len() == 4);
+        let mut begin = [0i64; 2];
+        for d in 0..2 {
+            let total = st[d] * (xdims[2 + d] - 1) + out_pad.get(d).copied().unwrap_or(0) + k[d]
+                - ydims[2 + d];
+            begin[d] = match (auto_pad, explicit) {
+                ("NOTSET", Some(p)) if node.attr_ints("output_shape").is_none() => p[d],
+                ("SAME_UPPER", _) => total / 2,
+                _ => total - total / 2,
+            };
+            if begin[d] < 0 {
+                return Err(self.unsupported("negative ConvTranspose padding"));
+            }
+        }
+        let full = [(xdims[2] - 1) * st[0] + kh, (xdims[3] - 1) * st[1] + kw];
+        let extra = [
+            (begin[0] + ydims[2] - full[0]).max(0),
+            (begin[1] + ydims[3] - full[1]).max(0),
+        ];
+        let x = self.get(xv, Layout::Nhwc)?;
+        let bias = match input(node, 2) {
+            Some(b) => self.get(b, Layout::Nchw)?,
+            None => self.zeros(ydt, &[o])?,
+        };
+        let acc = super::emit::elem_type(ydt).unwrap_or("f32").to_string();
+        let props = format!(
+            "acc_type = {acc}, out_pad = {}, stride = {}",
+            ints_attr("i64", &[0, extra[0], 0, extra[1]]),
+            ints_attr("i64", &st)
+        );
+        let n = xdims[0];
+        let full_dims = |c: i64| [n, full[0] + extra[0], full[1] + extra[1], c];
+        let r = if group == 1 {
+            let w = self.transformed(wv, &[HostStep::Permute(vec![1, 2, 3, 0])], "_ohwi")?;
+            self.op_zp(
+                "tosa.transpose_conv2d",
+                &[&x, &w, &bias],
+                2,
+                &props,
+                &full_dims(o),
+            )?
+        } else {
+            let mut parts = Vec::new();
+            for gi in 0..group {
+                let xs = self.slice(
+                    &x,
+                    &[0, 0, 0, gi * cg],
+                    &[x.dims[0], x.dims[1], x.dims[2], cg],
+                );
+                let w = self.transformed(
+                    wv,
+                    &[
+                        HostStep::Slice(0, (gi * cg) as usize, cg as usize),
+                        HostStep::Permute(vec![1, 2, 3, 0]),
+                    ],
+                    &format!("_g{gi}"),
+                )?;
+                let b = self.slice(&bias, &[gi * og], &[og]);
+                parts.push(self.op_zp(
+                    "tosa.transpose_conv2d",
+                    &[&xs, &w, &b],
+                    2,
+                    &props,
+                    &full_dims(og),
+                )?);
+            }
+            self.concat(&parts, 3)
+        };
+        let r = self.slice(&r, &[0, begin[0], begin[1], 0], &[n, ydims[2], ydims[3], o]);
         self.bind(y, Layout::Nhwc, r);
         Ok(())
     }
