@@ -17,7 +17,8 @@ and params kept are read from the report. Nothing is fine-tuned.
 
 spa-opt is given a copy of each model with its symbolic input dims fixed (batch 1, MiniLM's sentence
 length too; see `static_copy`), and the pruned copies are evaluated one sample at a time:
-spa-opt counts FLOPs only on static shapes and folds shape computations only when they are static.
+spa-opt counts symbolic dims as 1 in FLOPs (a sentence length of 1 would drop attention's quadratic
+term) and folds shape computations only when they are static.
 `--dynamic` gives it the committed files unchanged.
 
 For mnist_cnn every pruned file is also checked independently (check_cnn_prune.py: PyTorch with the
@@ -145,8 +146,8 @@ class MiniLM(Model):
 
 def static_copy(m, dst):
     """A copy of the model with the symbolic dims of its inputs and outputs fixed (batch 1, the
-    evaluation data's other sizes) and value_info cleared. spa-opt counts FLOPs only on static
-    shapes (a symbolic batch gives 0 FLOPs) and pins groups that pass through Reshapes whose
+    evaluation data's other sizes) and value_info cleared. spa-opt counts symbolic dims as
+    1 in FLOPs (which would drop attention's sequence-length terms) and pins groups that pass through Reshapes whose
     target shape is computed at run time (Shape -> Gather -> Concat, as the Bert export has) or
     through Flatten on a symbolic batch; with static dims the group pass folds these shape
     computations into constants."""

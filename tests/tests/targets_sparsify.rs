@@ -94,6 +94,22 @@ fn targets_are_reached_within_one_percent_or_reported() {
     eprintln!("{reached} of {cases} targets within 1%");
 }
 
+/// A model exported with a dynamic batch has the FLOPs of one sample (symbolic dims count as 1),
+/// so a FLOPs target prunes to the target instead of seeing 0 FLOPs and pruning everything.
+#[test]
+fn flops_targets_work_with_a_dynamic_batch() {
+    let model = fixture("dynamic_batch.onnx");
+    let before = spa_passes::prune::report::measure(&model);
+    assert!(before.flops > 0, "dynamic batch counted as 0 FLOPs");
+    let (pruned, out) = run_pipeline(&model, "group,score,prune{target-flops=0.5}");
+    let after = spa_passes::prune::report::measure(&pruned);
+    let kept = after.flops as f64 / before.flops as f64;
+    assert!((kept - 0.5).abs() <= 0.01, "kept {kept} of the FLOPs");
+    let params = after.params as f64 / before.params as f64;
+    assert!(params > 0.3, "kept only {params} of the params");
+    assert!(out.warnings.iter().all(|w| !w.contains("not reachable")));
+}
+
 /// How the test picks weights, independently of the pass: every constant float operand of
 /// Conv/ConvTranspose (input 1) and Gemm/MatMul (the only constant operand), used nowhere else.
 fn weights(model: &Model) -> Vec<ValueId> {

@@ -343,13 +343,16 @@ pub struct CostCtx<'a> {
 }
 
 impl CostCtx<'_> {
-    /// Static dims of input `i`.
+    /// Dims of input `i`, symbolic and unknown sizes counted as 1: costs are per unit of each
+    /// symbolic dim (a dynamic batch counts as batch 1), so a model exported with a dynamic batch
+    /// has the FLOPs of one sample rather than none.
     pub fn in_dims(&self, i: usize) -> Option<Vec<i64>> {
-        self.inputs.get(i)?.ty?.static_dims()
+        self.inputs.get(i)?.ty?.dims_or_one()
     }
 
+    /// Dims of output `i`, as [`CostCtx::in_dims`].
     pub fn out_dims(&self, i: usize) -> Option<Vec<i64>> {
-        self.outputs.get(i).copied().flatten()?.static_dims()
+        self.outputs.get(i).copied().flatten()?.dims_or_one()
     }
 
     pub fn in_numel(&self, i: usize) -> Option<u64> {
