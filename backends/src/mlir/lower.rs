@@ -25,6 +25,17 @@ pub(crate) fn param_inputs(op: &str) -> &'static [usize] {
     }
 }
 
+/// How a grouped convolution splits: `group` parts of `cg` input and `og` output channels, weight
+/// slices of `w_len` along axis 0 permuted by `perm`, each part of NHWC dims `part`.
+struct PerGroup<'p> {
+    group: i64,
+    cg: i64,
+    og: i64,
+    w_len: i64,
+    perm: &'p [usize],
+    part: [i64; 4],
+}
+
 fn input(node: &Node, i: usize) -> Option<ValueId> {
     node.input(i)
 }
@@ -558,32 +569,16 @@ impl Emitter<'_> {
                 return Err(self.unsupported("inconsistent group count"));
             }
             let og = o / group;
-            let mut parts = Vec::new();
-            for gi in 0..group {
-                let xs = self.slice(
-                    &x,
-                    &[0, 0, 0, gi * cg],
-                    &[x.dims[0], x.dims[1], x.dims[2], cg],
-                );
-                let w = self.transformed(
-                    wv,
-                    &[
-                        HostStep::Slice(0, (gi * og) as usize, og as usize),
-                        HostStep::Permute(TO_NHWC.to_vec()),
-                    ],
-                    &format!("_g{gi}"),
-                )?;
-                let b = self.slice(&bias, &[gi * og], &[og]);
-                let part_dims = [out_nhwc[0], out_nhwc[1], out_nhwc[2], og];
-                parts.push(self.op_zp(
-                    "tosa.conv2d",
-                    &[&xs, &w, &b],
-                    2,
-                    &props(&acc),
-                    &part_dims,
-                )?);
-            }
-            self.concat(&parts, 3)
+            let part = [out_nhwc[0], out_nhwc[1], out_nhwc[2], og];
+            let groups = PerGroup {
+                group,
+                cg,
+                og,
+                w_len: og,
+                perm: &TO_NHWC,
+                part,
+            };
+            self.per_group("tosa.conv2d", &x, wv, &bias, &groups, &props(&acc))?
         };
         self.bind(y, Layout::Nhwc, r);
         Ok(())
@@ -662,35 +657,52 @@ impl Emitter<'_> {
                 &full_dims(o),
             )?
         } else {
-            let mut parts = Vec::new();
-            for gi in 0..group {
-                let xs = self.slice(
-                    &x,
-                    &[0, 0, 0, gi * cg],
-                    &[x.dims[0], x.dims[1], x.dims[2], cg],
-                );
-                let w = self.transformed(
-                    wv,
-                    &[
-                        HostStep::Slice(0, (gi * cg) as usize, cg as usize),
-                        HostStep::Permute(vec![1, 2, 3, 0]),
-                    ],
-                    &format!("_g{gi}"),
-                )?;
-                let b = self.slice(&bias, &[gi * og], &[og]);
-                parts.push(self.op_zp(
-                    "tosa.transpose_conv2d",
-                    &[&xs, &w, &b],
-                    2,
-                    &props,
-                    &full_dims(og),
-                )?);
-            }
-            self.concat(&parts, 3)
+            let groups = PerGroup {
+                group,
+                cg,
+                og,
+                w_len: cg,
+                perm: &[1, 2, 3, 0],
+                part: full_dims(og),
+            };
+            self.per_group("tosa.transpose_conv2d", &x, wv, &bias, &groups, &props)?
         };
         let r = self.slice(&r, &[0, begin[0], begin[1], 0], &[n, ydims[2], ydims[3], o]);
         self.bind(y, Layout::Nhwc, r);
         Ok(())
+    }
+
+    /// A grouped convolution as one `op` per group: channel slice `gi` of `x` (NHWC), slice `gi`
+    /// (`w_len` long) of the weight's axis 0 permuted by `perm` on the host, and bias slice `gi`;
+    /// the parts are concatenated along the channels.
+    fn per_group(
+        &mut self,
+        op: &str,
+        x: &Val,
+        wv: ValueId,
+        bias: &Val,
+        g: &PerGroup<'_>,
+        props: &str,
+    ) -> R<Val> {
+        let mut parts = Vec::new();
+        for gi in 0..g.group {
+            let xs = self.slice(
+                x,
+                &[0, 0, 0, gi * g.cg],
+                &[x.dims[0], x.dims[1], x.dims[2], g.cg],
+            );
+            let w = self.transformed(
+                wv,
+                &[
+                    HostStep::Slice(0, (gi * g.w_len) as usize, g.w_len as usize),
+                    HostStep::Permute(g.perm.to_vec()),
+                ],
+                &format!("_g{gi}"),
+            )?;
+            let b = self.slice(bias, &[gi * g.og], &[g.og]);
+            parts.push(self.op_zp(op, &[&xs, &w, &b], 2, props, &g.part)?);
+        }
+        Ok(self.concat(&parts, 3))
     }
 
     fn batch_norm(&mut self, node: &Node) -> R<()> {

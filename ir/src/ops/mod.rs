@@ -342,7 +342,29 @@ pub struct CostCtx<'a> {
     pub outputs: Vec<Option<&'a TensorType>>,
 }
 
-impl CostCtx<'_> {
+impl<'a> CostCtx<'a> {
+    /// The cost context of `node` (of `graph`), with operand and result types from `ty`.
+    pub fn of_node(
+        node: &'a Node,
+        graph: &'a Graph,
+        opset: i64,
+        ty: impl Fn(ValueId) -> Option<&'a TensorType>,
+    ) -> CostCtx<'a> {
+        CostCtx {
+            node,
+            opset,
+            inputs: node
+                .inputs
+                .iter()
+                .map(|v| CostInput {
+                    ty: v.and_then(&ty),
+                    constant: v.and_then(|v| graph.constant(v)),
+                })
+                .collect(),
+            outputs: node.outputs.iter().map(|v| v.and_then(&ty)).collect(),
+        }
+    }
+
     /// Dims of input `i`, symbolic and unknown sizes counted as 1: costs are per unit of each
     /// symbolic dim (a dynamic batch counts as batch 1), so a model exported with a dynamic batch
     /// has the FLOPs of one sample rather than none.
@@ -507,19 +529,7 @@ fn graph_cost(model: &Model, graph: &Graph, types: Option<&GraphTypes>) -> Cost 
         let Some(op) = lookup_node(node) else {
             continue;
         };
-        let cx = CostCtx {
-            node,
-            opset,
-            inputs: node
-                .inputs
-                .iter()
-                .map(|v| CostInput {
-                    ty: tensor(*v),
-                    constant: v.and_then(|v| graph.constant(v)),
-                })
-                .collect(),
-            outputs: node.outputs.iter().map(|v| tensor(*v)).collect(),
-        };
+        let cx = CostCtx::of_node(node, graph, opset, |v| tensor(Some(v)));
         total = total + op.cost(&cx);
     }
     total

@@ -12,7 +12,7 @@
 
 use super::Prune;
 use crate::group::{AtomTerm, GroupAnalysis};
-use spa_ir::ops::{lookup_node, CostCtx, CostInput};
+use spa_ir::ops::{lookup_node, CostCtx};
 use spa_ir::{Axis, Dim, Model, NodeId, TensorType, Type, ValueId};
 use std::collections::{HashMap, HashSet};
 
@@ -236,23 +236,7 @@ impl<'m> CostModel<'m> {
             let Some(op) = lookup_node(node) else {
                 continue;
             };
-            let cx = CostCtx {
-                node,
-                opset,
-                inputs: node
-                    .inputs
-                    .iter()
-                    .map(|v| CostInput {
-                        ty: v.and_then(inferred_or_declared),
-                        constant: v.and_then(|v| g.constant(v)),
-                    })
-                    .collect(),
-                outputs: node
-                    .outputs
-                    .iter()
-                    .map(|v| v.and_then(inferred_or_declared))
-                    .collect(),
-            };
+            let cx = CostCtx::of_node(node, g, opset, inferred_or_declared);
             flops += op.cost(&cx).flops as f64;
         }
         let mut params = 0.0;

@@ -15,7 +15,7 @@ use crate::options::{OptionDecl, OptionKind, Options};
 use crate::registry::{Pass, PassInfo};
 use rayon::prelude::*;
 use select::Cut;
-use spa_ir::ops::{lookup_node, CostCtx, CostInput};
+use spa_ir::ops::{lookup_node, CostCtx};
 use spa_ir::{AttrValue, DType, Graph, Model, NodeId, Tensor, TensorData, Type, ValueDef, ValueId};
 use std::collections::HashMap;
 
@@ -148,19 +148,7 @@ fn node_flops(model: &Model) -> HashMap<NodeId, f64> {
         .filter_map(|n| {
             let node = g.node(n);
             let op = lookup_node(node)?;
-            let cx = CostCtx {
-                node,
-                opset,
-                inputs: node
-                    .inputs
-                    .iter()
-                    .map(|v| CostInput {
-                        ty: v.and_then(ty),
-                        constant: v.and_then(|v| g.constant(v)),
-                    })
-                    .collect(),
-                outputs: node.outputs.iter().map(|v| v.and_then(ty)).collect(),
-            };
+            let cx = CostCtx::of_node(node, g, opset, ty);
             Some((n, op.cost(&cx).flops as f64))
         })
         .collect()
