@@ -53,10 +53,19 @@ CRITERIA = {
     "fpgm": "criterion=fpgm",
     "lamp": "criterion=lamp",
     "random": "criterion=random",
-    "obspa data=calib": "criterion=obspa,data={calib}",
-    "obspa data=synthetic": "criterion=obspa,data=synthetic",
-    "obspa data=none": "criterion=obspa,data=none",
+    "obspa data=calib": "criterion=obspa,data={calib},normalize=relative",
+    "obspa data=synthetic": "criterion=obspa,data=synthetic,normalize=relative",
+    "obspa data=none": "criterion=obspa,data=none,normalize=relative",
 }
+
+
+def merge_opts(own, extra):
+    """The row's own score options, then those of `extra` (--score-opts) whose key the row does
+    not set: `--score-opts normalize=mean` normalizes the magnitude criteria while obspa keeps
+    its `normalize=relative` (its saliencies are losses, made comparable across layers by the
+    output energy of each group's consumers; see docs/obspa.md)."""
+    keys = {kv.split("=", 1)[0] for kv in own.split(",") if kv}
+    return ",".join([own] + [kv for kv in extra.split(",") if kv and kv.split("=", 1)[0] not in keys])
 
 # Rows whose kept weights are changed (OBS compensation): the channel-masking check does not apply.
 COMPENSATED = ("obspa data=calib", "obspa data=synthetic")
@@ -230,7 +239,7 @@ def main():
     ap.add_argument("--models", default="mnist_cnn,mnist_mlp,mnist_vit,minilm")
     ap.add_argument("--targets", default=",".join(map(str, TARGETS)))
     ap.add_argument("--criteria", default=",".join(CRITERIA), help="comma-separated labels of " + ", ".join(CRITERIA))
-    ap.add_argument("--score-opts", default="", help="extra score options appended to every row, e.g. normalize=mean")
+    ap.add_argument("--score-opts", default="", help="extra score options for every row that does not set them itself, e.g. normalize=mean")
     ap.add_argument("--prune-opts", default="", help="extra prune options, e.g. round-to=4")
     ap.add_argument("--ratio-fallback", action="store_true",
                     help="if prune{target-flops} is rejected, reach the target with prune{ratio} (labelled)")
@@ -304,9 +313,7 @@ def main():
             if args.prune_opts and prune_reason is None:
                 prune = prune[:-1] + "," + args.prune_opts + "}"
             for label in labels:
-                sopts = CRITERIA[label].replace("{calib}", m.calib)
-                if args.score_opts:
-                    sopts += "," + args.score_opts
+                sopts = merge_opts(CRITERIA[label].replace("{calib}", m.calib), args.score_opts)
                 pipeline = f"group,score{{{sopts}}},{prune}"
                 shown = display_cmd(m, pipeline.replace(m.calib, rel(m.calib)))
                 row = dict(model=m.name, target_flops=target, criterion=label, mode=mode, metric=m.metric_name,

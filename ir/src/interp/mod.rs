@@ -107,6 +107,18 @@ pub trait Observer {
         inputs: &[Option<&Value>],
         outputs: &[Value],
     );
+
+    /// Called after the node ran and before [`Observer::observe`]: may replace the outputs the
+    /// rest of the graph sees (same count, same shapes). Calibration uses it to renormalize
+    /// BatchNorm outputs of synthetic data. Does nothing by default.
+    fn adjust(
+        &mut self,
+        _graph: &Graph,
+        _node: NodeId,
+        _inputs: &[Option<&Value>],
+        _outputs: &mut [Value],
+    ) {
+    }
 }
 
 /// An observer that does nothing.
@@ -473,7 +485,8 @@ impl GraphPlan {
                         .and_then(|v| slots.get(v.index()).and_then(|s| s.get()))
                         .or_else(|| scope(name))
                 };
-                let outs = eval(model, node, &ins, &lookup, caller)?;
+                let mut outs = eval(model, node, &ins, &lookup, caller)?;
+                observer.adjust(graph, id, &ins, &mut outs);
                 observer.observe(graph, id, &ins, &outs);
                 outs
             };

@@ -67,6 +67,9 @@ pub struct CalibBatch {
     pub samples: usize,
     /// Samples per interpreter run: the model's fixed batch size, or a bounded chunk.
     pub chunk: usize,
+    /// Made by `data=synthetic`: runs over it renormalize BatchNorm outputs (see
+    /// `score::obspa::collect`).
+    pub synthetic: bool,
 }
 
 /// Samples per run when the batch axis is symbolic.
@@ -112,6 +115,7 @@ pub fn load(model: &Model, opts: &CalibOptions) -> Result<Option<CalibBatch>, Ca
                 inputs,
                 samples: n,
                 chunk: batch.unwrap_or(DEFAULT_CHUNK.min(n)),
+                synthetic: true,
             }))
         }
         DataSource::File(path) => {
@@ -266,6 +270,7 @@ fn check(
         inputs: out,
         samples: n,
         chunk: batch.unwrap_or(DEFAULT_CHUNK.min(n.max(1))),
+        synthetic: false,
     })
 }
 

@@ -128,6 +128,9 @@ pub enum Normalize {
     None,
     Mean,
     Max,
+    /// obspa only: a group's scores over the output energy `tr(W H W^T)` of its consumers, so a
+    /// score is the fraction of the consumers' output that removing the channels up to it loses.
+    Relative,
 }
 
 /// Per-channel importance of every channel space (indexed by `SpaceId`).
@@ -409,7 +412,7 @@ pub fn score(
                 None => member_scores(graph, &users, groups, a, &sums, crit, reduce)?,
             };
             let denom = match normalize {
-                Normalize::None => 1.0,
+                Normalize::None | Normalize::Relative => 1.0,
                 Normalize::Mean => scores.iter().sum::<f64>() / scores.len().max(1) as f64,
                 Normalize::Max => scores.iter().cloned().fold(0.0, f64::max),
             };
@@ -443,9 +446,9 @@ pub static INFO: PassInfo = PassInfo {
         },
         OptionDecl {
             name: "normalize",
-            kind: OptionKind::Enum(&["none", "mean", "max"]),
-            default: "none",
-            help: "per-group normalization (for global ranking)",
+            kind: OptionKind::Enum(&["auto", "none", "mean", "max", "relative"]),
+            default: "auto",
+            help: "per-group normalization, for one global ranking: none; mean or max (each group's scores over their mean or max); relative (obspa only: over the output energy of the group's consumers, so a score is the fraction of their output the removal loses). auto: relative for obspa, none otherwise",
         },
         OptionDecl {
             name: "seed",
@@ -478,9 +481,20 @@ pub static INFO: PassInfo = PassInfo {
             "max" => Reduce::Max,
             _ => Reduce::Sum,
         };
+        let obspa = opts.str("criterion") == "obspa";
         let normalize = match opts.str("normalize") {
             "mean" => Normalize::Mean,
             "max" => Normalize::Max,
+            "relative" if obspa => Normalize::Relative,
+            "auto" if obspa => Normalize::Relative,
+            "relative" => {
+                return Err(PassError::BadOption {
+                    pass: "score".into(),
+                    option: "normalize".into(),
+                    expected: "auto, none, mean or max (relative needs criterion=obspa)".into(),
+                    value: "relative".into(),
+                })
+            }
             _ => Normalize::None,
         };
         if let Some(pass) = obspa::create(opts, normalize)? {

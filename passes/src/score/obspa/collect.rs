@@ -1,13 +1,21 @@
 //! One pass of the reference interpreter over the calibration batch, with an observer that
 //! accumulates what the data-aware criteria need: `X^T X` of consumer layers' inputs and per-
 //! channel sums of |activation| of watched values.
+//!
+//! Synthetic batches are first run once to measure what each BatchNorm receives: noise pushed
+//! through trained layers has nothing like the statistics the BatchNorm was trained on, and every
+//! later layer would see activations of the wrong scale. So, during both runs, each BatchNorm
+//! normalizes with the per-channel mean and variance of its synthetic input (measured over the
+//! whole first run, upstream BatchNorms already renormalized) instead of its running statistics:
+//! its output then has, channel by channel, the mean `beta` and the variance `gamma^2` that real
+//! data gives it, and so do the inputs of the layers behind it.
 
 use super::layer::Consumer;
 use super::math::HessianSum;
 use crate::calib::{ArrayData, CalibBatch, NdArray};
 use ndarray::{Array2, ArrayD, Axis, IxDyn};
 use rayon::prelude::*;
-use spa_ir::interp::{Data, Interpreter, Value};
+use spa_ir::interp::{Data, Interpreter, Observer, Value};
 use spa_ir::{DType, Graph, Model, NodeId, ValueId};
 use std::collections::HashMap;
 
@@ -73,13 +81,34 @@ pub fn collect(
     for &(v, k) in watch {
         watched.entry(v).or_default().push(k);
     }
-    let mut failure: Option<String> = None;
-    for (start, len) in batch.chunks() {
-        let inputs: Vec<(String, Value)> = batch
+    let feeds = |start: usize, len: usize| -> Result<Vec<(String, Value)>, String> {
+        batch
             .slice(start, len)
             .iter()
             .map(|(v, a)| Ok((graph.value(*v).name.clone(), to_value(graph, *v, a)?)))
-            .collect::<Result<_, String>>()?;
+            .collect()
+    };
+    let has_bn = graph
+        .node_ids()
+        .any(|n| graph.node(n).op_type == "BatchNormalization");
+    let mut bn = (batch.synthetic && has_bn).then(BnMatch::default);
+    if let Some(bn) = &mut bn {
+        for (start, len) in batch.chunks() {
+            let inputs = feeds(start, len)?;
+            let refs: Vec<(&str, &Value)> = inputs.iter().map(|(n, v)| (n.as_str(), v)).collect();
+            let mut run = Adjusted {
+                bn: Some(&mut *bn),
+                inner: |_: &Graph, _: NodeId, _: &[Option<&Value>], _: &[Value]| {},
+            };
+            interp
+                .run(&refs, &mut run)
+                .map_err(|e| format!("calibration run failed: {e}"))?;
+        }
+        bn.frozen = true;
+    }
+    let mut failure: Option<String> = None;
+    for (start, len) in batch.chunks() {
+        let inputs = feeds(start, len)?;
         let refs: Vec<(&str, &Value)> = inputs.iter().map(|(n, v)| (n.as_str(), v)).collect();
         let hessians = &mut out.hessians;
         let activations = &mut out.activations;
@@ -114,14 +143,104 @@ pub fn collect(
                 }
             }
         };
+        let mut run = Adjusted {
+            bn: bn.as_mut(),
+            inner: &mut observer,
+        };
         interp
-            .run(&refs, &mut observer)
+            .run(&refs, &mut run)
             .map_err(|e| format!("calibration run failed: {e}"))?;
         if let Some(f) = failure.take() {
             return Err(format!("calibration run failed: {f}"));
         }
     }
     Ok(out)
+}
+
+/// An observer closure, with BatchNorm outputs renormalized when `bn` is set.
+struct Adjusted<'b, F> {
+    bn: Option<&'b mut BnMatch>,
+    inner: F,
+}
+
+impl<F: FnMut(&Graph, NodeId, &[Option<&Value>], &[Value])> Observer for Adjusted<'_, F> {
+    fn observe(&mut self, g: &Graph, n: NodeId, ins: &[Option<&Value>], outs: &[Value]) {
+        (self.inner)(g, n, ins, outs)
+    }
+
+    fn adjust(&mut self, g: &Graph, n: NodeId, ins: &[Option<&Value>], outs: &mut [Value]) {
+        if let Some(bn) = self.bn.as_mut() {
+            bn.adjust(g, n, ins, outs);
+        }
+    }
+}
+
+/// Per BatchNorm node: per-channel sums of `x` and `x^2` of its synthetic input, and the number
+/// of elements per channel. Accumulated over the first run, then frozen.
+#[derive(Default)]
+struct BnMatch {
+    stats: HashMap<NodeId, (Vec<f64>, Vec<f64>, u64)>,
+    frozen: bool,
+}
+
+impl BnMatch {
+    /// Replace the BatchNorm output by `gamma (x - m) / sqrt(v + eps) + beta`, with `m` and `v`
+    /// the measured statistics (those seen so far during the first run).
+    fn adjust(&mut self, g: &Graph, n: NodeId, ins: &[Option<&Value>], outs: &mut [Value]) {
+        let node = g.node(n);
+        if node.op_type != "BatchNormalization" || !node.canonical_domain().is_empty() {
+            return;
+        }
+        let (Some(Some(x)), Some(Some(gamma)), Some(Some(beta))) =
+            (ins.first(), ins.get(1), ins.get(2))
+        else {
+            return;
+        };
+        let (Some(x), Some(gamma), Some(beta)) = (x.as_f32(), gamma.as_f32(), beta.as_f32()) else {
+            return;
+        };
+        if x.ndim() < 2 || outs.first().and_then(|o| o.as_f32()).is_none() {
+            return;
+        }
+        let c = x.shape()[1];
+        if c == 0 || gamma.len() != c || beta.len() != c {
+            return;
+        }
+        let eps = node.attr_float("epsilon").unwrap_or(1e-5) as f64;
+        let entry = self
+            .stats
+            .entry(n)
+            .or_insert_with(|| (vec![0.0; c], vec![0.0; c], 0));
+        if entry.0.len() != c {
+            return;
+        }
+        if !self.frozen {
+            for (k, lane) in x.axis_iter(Axis(1)).enumerate() {
+                for &v in lane {
+                    entry.0[k] += v as f64;
+                    entry.1[k] += (v as f64) * (v as f64);
+                }
+            }
+            entry.2 += (x.len() / c) as u64;
+        }
+        if entry.2 == 0 {
+            return;
+        }
+        let count = entry.2 as f64;
+        let (gamma, beta): (Vec<f32>, Vec<f32>) =
+            (gamma.iter().copied().zip(beta.iter().copied())).unzip();
+        let mut y = x.clone();
+        for (k, mut lane) in y.axis_iter_mut(Axis(1)).enumerate() {
+            let m = entry.0[k] / count;
+            let v = (entry.1[k] / count - m * m).max(0.0);
+            let a = gamma[k] as f64 / (v + eps).sqrt();
+            let (a, b) = (a as f32, (beta[k] as f64 - a * m) as f32);
+            lane.mapv_inplace(|t| t * a + b);
+        }
+        if let Some(o) = outs.first_mut() {
+            *o = Value::f32(y);
+        }
+    }
 }
 
 /// Add one batch of layer input to the consumer's sums (sub-layers in parallel; blocks of one
@@ -175,4 +294,113 @@ fn abs_sums(v: &Value, k: usize) -> Option<(Vec<f64>, u64)> {
         .map(|s| s.iter().map(|&x| x.abs() as f64).sum())
         .collect();
     Some((sums, per))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::ArrayD;
+
+    fn bn_model() -> Model {
+        spa_ir::text::parse_model(
+            "graph @main(%x: f32[?,2,3,3]) -> (%y: f32[?,2,3,3]) {
+  %g = const f32[2] dense<[2.0, 0.5]>
+  %b = const f32[2] dense<[1.0, -3.0]>
+  %m = const f32[2] dense<[0.0, 0.0]>
+  %v = const f32[2] dense<[1.0, 1.0]>
+  %y = onnx.BatchNormalization(%x, %g, %b, %m, %v) {epsilon = 0.0} : f32[?,2,3,3]
+}",
+        )
+        .unwrap()
+    }
+
+    /// Channel 0 around 5 with spread 3, channel 1 around -2 with spread 0.1.
+    fn input(n: usize, phase: f32) -> Value {
+        Value::f32(ArrayD::from_shape_fn(vec![n, 2, 3, 3], |d| {
+            let z = ((d[0] * 9 + d[2] * 3 + d[3]) as f32 * 1.7 + phase).sin();
+            if d[1] == 0 {
+                5.0 + 3.0 * z
+            } else {
+                -2.0 + 0.1 * z
+            }
+        }))
+    }
+
+    fn moments(v: &Value, c: usize) -> (f64, f64) {
+        let a = v.as_f32().unwrap().index_axis(Axis(1), c).to_owned();
+        let n = a.len() as f64;
+        let m = a.iter().map(|&x| x as f64).sum::<f64>() / n;
+        let var = a.iter().map(|&x| (x as f64 - m).powi(2)).sum::<f64>() / n;
+        (m, var)
+    }
+
+    #[test]
+    fn batchnorm_outputs_get_the_trained_moments() {
+        let model = bn_model();
+        let g = &model.graph;
+        let n = g.node_ids().next().unwrap();
+        let consts: Vec<Value> = [[2.0f32, 0.5], [1.0, -3.0]]
+            .iter()
+            .map(|v| Value::f32(ArrayD::from_shape_vec(vec![2], v.to_vec()).unwrap()))
+            .collect();
+        let mut bn = BnMatch::default();
+        // First run, two chunks: the second is normalized with the statistics of both.
+        let (x1, x2) = (input(4, 0.0), input(4, 0.3));
+        for x in [&x1, &x2] {
+            let mut outs = vec![x.clone()];
+            bn.adjust(
+                g,
+                n,
+                &[Some(x), Some(&consts[0]), Some(&consts[1])],
+                &mut outs,
+            );
+        }
+        bn.frozen = true;
+        // Both chunks together have mean beta and variance gamma^2 per channel.
+        let mut all = Vec::new();
+        for x in [&x1, &x2] {
+            let mut outs = vec![x.clone()];
+            bn.adjust(
+                g,
+                n,
+                &[Some(x), Some(&consts[0]), Some(&consts[1])],
+                &mut outs,
+            );
+            all.push(outs.remove(0).as_f32().unwrap().clone());
+        }
+        let views: Vec<_> = all.iter().map(|a| a.view()).collect();
+        let y = Value::f32(ndarray::concatenate(Axis(0), &views).unwrap());
+        for (c, (beta, gamma)) in [(1.0, 2.0), (-3.0, 0.5)].into_iter().enumerate() {
+            let (m, v) = moments(&y, c);
+            assert!((m - beta).abs() < 1e-4, "channel {c}: mean {m}");
+            assert!(
+                (v - gamma * gamma).abs() < 1e-3,
+                "channel {c}: variance {v}"
+            );
+        }
+        // Frozen: a chunk shifted by 1 is normalized with the first run's statistics, so its
+        // output moves by gamma / sigma (sigma of the first run's input), not by 0.
+        let xs: Vec<_> = [&x1, &x2]
+            .iter()
+            .map(|x| x.as_f32().unwrap().view())
+            .collect();
+        let x = Value::f32(ndarray::concatenate(Axis(0), &xs).unwrap());
+        let x3 = Value::f32(x1.as_f32().unwrap().mapv(|v| v + 1.0));
+        let mut outs = vec![x3.clone()];
+        bn.adjust(
+            g,
+            n,
+            &[Some(&x3), Some(&consts[0]), Some(&consts[1])],
+            &mut outs,
+        );
+        let y1 = Value::f32(all[0].clone());
+        for (c, gamma) in [2.0, 0.5].into_iter().enumerate() {
+            let (_, var) = moments(&x, c);
+            let moved = moments(&outs[0], c).0 - moments(&y1, c).0;
+            assert!(
+                (moved - gamma / var.sqrt()).abs() < 1e-3,
+                "channel {c}: moved {moved}"
+            );
+        }
+    }
 }

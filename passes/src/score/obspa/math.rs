@@ -85,6 +85,16 @@ impl HessianSum {
     }
 }
 
+/// `tr(W H W^T)`: the output energy of a layer `W` (`rows x cols`) on inputs with Hessian `H`.
+pub fn output_energy(w: &Array2<f64>, h: &Array2<f64>) -> f64 {
+    if w.ncols() != h.nrows() || h.nrows() != h.ncols() {
+        return 0.0;
+    }
+    let mut wh = Array2::zeros(w.dim());
+    par_gemm(1.0, &w.view(), &h.view(), 0.0, &mut wh.view_mut());
+    (&wh * w).sum()
+}
+
 /// Block size of the blocked factorizations: panels this wide are factored with scalar loops,
 /// everything else is matrix products.
 const NB: usize = 64;
@@ -661,5 +671,22 @@ mod tests {
         for i in 0..3 {
             assert!((h1[[i, i]] - h0[[i, i]] - 0.1 * mean).abs() < 1e-9);
         }
+    }
+
+    #[test]
+    fn output_energy_is_the_mean_squared_output() {
+        // tr(W H W^T) with H = 2/N X^T X is 2/N ||X W^T||^2, also with H wider than a block
+        // (the parallel product).
+        for (n, rows, cols, seed) in [(30, 5, 7, 21), (300, 8, 140, 22)] {
+            let x = randn(n, cols, seed);
+            let w = randn(rows, cols, seed + 100);
+            let mut sum = HessianSum::new(cols);
+            sum.xtx = x.t().dot(&x);
+            sum.rows = n as u64;
+            let direct = 2.0 / n as f64 * x.dot(&w.t()).iter().map(|v| v * v).sum::<f64>();
+            let got = output_energy(&w, &sum.hessian(0.0));
+            assert!((got - direct).abs() <= 1e-9 * direct, "{got} vs {direct}");
+        }
+        assert_eq!(output_energy(&randn(2, 3, 1), &Array2::eye(4)), 0.0);
     }
 }

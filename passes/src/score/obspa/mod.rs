@@ -98,6 +98,10 @@ pub fn create(opts: &Options, normalize: Normalize) -> Result<Option<Box<dyn Pas
             value: damp.to_string(),
         });
     }
+    let normalize = match (criterion, normalize) {
+        (DataCriterion::Activation, Normalize::Relative) => Normalize::None,
+        (_, n) => n,
+    };
     let source = DataSource::parse(opts.str("data"));
     if criterion == DataCriterion::Activation && source == DataSource::None {
         return Err(PassError::BadOption {
@@ -124,7 +128,13 @@ impl Pass for DataScore {
         let groups = cx.analyses.get::<GroupAnalysis>(model)?.clone();
         let batch = calib::load(model, &self.calib).map_err(|e| failed(e.to_string()))?;
         let (mut scores, compensation, stats) = match self.criterion {
-            DataCriterion::Obspa => obspa_scores(model, &groups, batch.as_ref(), self.damp)?,
+            DataCriterion::Obspa => obspa_scores(
+                model,
+                &groups,
+                batch.as_ref(),
+                self.damp,
+                self.normalize == Normalize::Relative,
+            )?,
             DataCriterion::Activation => {
                 let batch = batch
                     .as_ref()
@@ -158,7 +168,8 @@ impl Pass for DataScore {
 
 fn normalize(scores: &mut [f64], how: Normalize) {
     let denom = match how {
-        Normalize::None => 1.0,
+        // Relative scores are made so by `obspa_scores`.
+        Normalize::None | Normalize::Relative => 1.0,
         Normalize::Mean => scores.iter().sum::<f64>() / scores.len().max(1) as f64,
         Normalize::Max => scores.iter().cloned().fold(0.0, f64::max),
     };
@@ -185,6 +196,7 @@ fn obspa_scores(
     groups: &GroupAnalysis,
     batch: Option<&calib::CalibBatch>,
     damp: f64,
+    relative: bool,
 ) -> Result<(Scores, Option<Compensation>, Stats), PassError> {
     let graph = &model.graph;
     let consumers = layer::find_consumers(model, groups);
@@ -230,12 +242,41 @@ fn obspa_scores(
             Ok(c.matrices(&w))
         })
         .collect::<Result<_, PassError>>()?;
+    // Output energy tr(W H W^T) per consumer and sub-layer (H = I for data=none), for
+    // normalize=relative.
+    let mut energy: Vec<Option<Vec<f64>>> = vec![None; consumers.len()];
+    if relative && batch.is_none() {
+        for (e, w) in energy.iter_mut().zip(&weights) {
+            *e = w
+                .as_ref()
+                .map(|ws| ws.iter().map(|w| w.iter().map(|v| v * v).sum()).collect());
+        }
+    }
     // Inverse Hessians (none for data=none).
     let hinv: Option<Vec<Option<Vec<Array2<f64>>>>> = match batch {
         None => None,
         Some(batch) => {
             let collected =
                 collect::collect(model, batch, &consumers, &used, &[]).map_err(failed)?;
+            if relative {
+                energy = consumers
+                    .par_iter()
+                    .enumerate()
+                    .map(|(i, _)| {
+                        let (Some(sums), Some(Some(ws))) =
+                            (collected.hessians.get(&i), weights.get(i))
+                        else {
+                            return None;
+                        };
+                        Some(
+                            sums.iter()
+                                .zip(ws)
+                                .map(|(s, w)| math::output_energy(w, &s.hessian(0.0)))
+                                .collect(),
+                        )
+                    })
+                    .collect();
+            }
             let inv = consumers
                 .par_iter()
                 .enumerate()
@@ -260,9 +301,11 @@ fn obspa_scores(
         .map(|(s, uses)| {
             let n = groups.atoms[groups.spaces[s]].size.unwrap_or(0) as usize;
             let mut layers = Vec::new();
+            let mut total_energy = 0.0;
             for (i, blocks) in uses {
                 let Some(ws) = &weights[*i] else { continue };
                 for (sub, w) in ws.iter().enumerate() {
+                    let e = energy[*i].as_ref().and_then(|e| e.get(sub)).copied();
                     let h = match &hinv {
                         Some(h) => match h[*i].as_ref().and_then(|h| h.get(sub)) {
                             Some(h) => h.clone(),
@@ -270,6 +313,7 @@ fn obspa_scores(
                         },
                         None => Array2::eye(w.ncols()),
                     };
+                    total_energy += e.unwrap_or(0.0);
                     layers.push(math::Layer {
                         w: w.clone(),
                         hinv: h,
@@ -278,13 +322,23 @@ fn obspa_scores(
                 }
             }
             if layers.is_empty() {
-                return Ok(l2.per_space.get(s).cloned().unwrap_or_else(|| vec![0.0; n]));
+                let l2 = l2.per_space.get(s).cloned().unwrap_or_else(|| vec![0.0; n]);
+                return Ok(if relative {
+                    cumulative_fractions(&l2)
+                } else {
+                    l2
+                });
             }
-            if hinv.is_none() {
-                return Ok(column_norm_scores(&layers, n));
+            let mut scores = if hinv.is_none() {
+                column_norm_scores(&layers, n)
+            } else {
+                math::greedy_scores(&mut layers, n, MAX_STEPS)
+                    .map_err(|e| failed(format!("group g{s}: {e}")))?
+            };
+            if relative && total_energy > 0.0 && total_energy.is_finite() {
+                scores.iter_mut().for_each(|x| *x /= total_energy);
             }
-            math::greedy_scores(&mut layers, n, MAX_STEPS)
-                .map_err(|e| failed(format!("group g{s}: {e}")))
+            Ok(scores)
         })
         .collect::<Result<_, PassError>>()?;
     let scored = uses.iter().filter(|u| !u.is_empty()).count();
@@ -331,6 +385,21 @@ fn invert(sum: &math::HessianSum, damp: f64) -> Result<Array2<f64>, math::MathEr
         d = if d > 0.0 { d * 10.0 } else { 1e-6 };
     }
     Err(last.unwrap_or(math::MathError::NotPositiveDefinite { pivot: 0 }))
+}
+
+/// Magnitude scores of a group no layer consumes, in the form of relative obspa scores: in
+/// ascending order, each channel gets the sum of the scores up to it over the group's total.
+fn cumulative_fractions(scores: &[f64]) -> Vec<f64> {
+    let total: f64 = scores.iter().sum();
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]).then(a.cmp(&b)));
+    let mut out = vec![0.0; scores.len()];
+    let mut acc = 0.0;
+    for c in order {
+        acc += scores[c];
+        out[c] = if total > 0.0 { acc / total } else { 0.0 };
+    }
+    out
 }
 
 /// `H = I`: saliency `1/2 ||W_:,Q||^2` summed over consumers, accumulated in ascending order
