@@ -98,10 +98,6 @@ pub fn create(opts: &Options, normalize: Normalize) -> Result<Option<Box<dyn Pas
             value: damp.to_string(),
         });
     }
-    let normalize = match (criterion, normalize) {
-        (DataCriterion::Activation, Normalize::Relative) => Normalize::None,
-        (_, n) => n,
-    };
     let source = DataSource::parse(opts.str("data"));
     if criterion == DataCriterion::Activation && source == DataSource::None {
         return Err(PassError::BadOption {
