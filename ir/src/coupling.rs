@@ -113,6 +113,18 @@ impl CoupleCtx<'_> {
         )
     }
 
+    /// Dims of an operand, symbolic ones included, when its rank is known.
+    pub fn dims_sym(&self, op: Operand) -> Option<Vec<crate::types::Dim>> {
+        Some(
+            self.ty(op)?
+                .shape
+                .as_ref()?
+                .iter()
+                .map(|a| a.dim.clone())
+                .collect(),
+        )
+    }
+
     /// Known integer contents of input `i`.
     pub fn ints(&self, i: usize) -> Option<Vec<i64>> {
         self.values.get(i).copied().flatten()?.to_i64().ok()

@@ -157,9 +157,8 @@ def static_copy(m, dst):
     """A copy of the model with the symbolic dims of its inputs and outputs fixed (batch 1, the
     evaluation data's other sizes) and value_info cleared. spa-opt counts symbolic dims as
     1 in FLOPs (which would drop attention's sequence-length terms) and pins groups that pass through Reshapes whose
-    target shape is computed at run time (Shape -> Gather -> Concat, as the Bert export has) or
-    through Flatten on a symbolic batch; with static dims the group pass folds these shape
-    computations into constants."""
+    target shape is computed at run time (Shape -> Gather -> Concat, as the Bert export has); with
+    static dims the group pass folds these shape computations into constants."""
     import onnx
 
     model = onnx.load(m.path)
@@ -408,8 +407,8 @@ def write_markdown(args, models, baselines, targets, labels, rows, spa):
         L.append("spa-opt is given a copy of each model with its symbolic input dims fixed (batch 1; MiniLM "
                  "also the sentence length), made by the script: spa-opt counts symbolic dims as 1 in FLOPs "
                  "(a symbolic sentence length of 1 would leave out attention's quadratic term) and pins groups "
-                 "behind Reshapes whose target shape is computed at run time (the Bert export) or behind Flatten "
-                 "with a symbolic batch; with static dims the group pass folds those shape computations. The pruned copies are evaluated one sample at a "
+                 "behind Reshapes whose target shape is computed at run time (the Bert export); with static dims "
+                 "the group pass folds those shape computations. The pruned copies are evaluated one sample at a "
                  "time. `--keep DIR` keeps these copies (`<model>.static.onnx`), the pruned models and the reports; "
                  "`--dynamic` gives spa-opt the committed files as they are.\n")
     if fallback:

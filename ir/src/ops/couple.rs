@@ -3,6 +3,7 @@
 //! pins every space it touches.
 
 use crate::coupling::{CoupleCtx, Coupling, Operand, Term};
+use crate::types::Dim;
 
 const IN: fn(usize, usize) -> Term = Term::input;
 const OUT: fn(usize, usize) -> Term = Term::output;
@@ -467,17 +468,18 @@ fn gather(cx: &CoupleCtx<'_>) -> Option<Coupling> {
 }
 
 /// Reshape-like ops (Reshape, Flatten, Squeeze, Unsqueeze): runs of input and output axes with
-/// equal products are the same index space in mixed radix.
+/// equal products are the same index space in mixed radix. A symbolic dim (a dynamic batch or
+/// sequence length) is a run of its own when the other side has the same symbol at the same
+/// place, e.g. Flatten `[batch, 64, 1, 1] -> [batch, 64]`; any other unknown dim stops the map.
 fn reshape(cx: &CoupleCtx<'_>) -> Option<Coupling> {
     // A Reshape whose target is computed at run time cannot be rewritten by prune.
     if cx.node.op_type == "Reshape" && cx.ints(1).is_none() {
         return None;
     }
-    let din = cx.dims(Operand::In(0))?;
-    let dout = cx.dims(Operand::Out(0))?;
-    if din.iter().chain(dout.iter()).any(|&d| d < 0) {
-        return None;
-    }
+    let sin = cx.dims_sym(Operand::In(0))?;
+    let sout = cx.dims_sym(Operand::Out(0))?;
+    let din: Vec<i64> = sin.iter().map(|d| d.known().unwrap_or(-1)).collect();
+    let dout: Vec<i64> = sout.iter().map(|d| d.known().unwrap_or(-1)).collect();
     let mut c = Coupling::default();
     let (mut i, mut j) = (0usize, 0usize);
     while i < din.len() || j < dout.len() {
@@ -494,17 +496,29 @@ fn reshape(cx: &CoupleCtx<'_>) -> Option<Coupling> {
             // Zero-size tensors or a shape mismatch: no map.
             return None;
         }
+        // The same symbol on both sides, at the start of a run.
+        if let (Some(Dim::Sym(a)), Some(Dim::Sym(b))) = (sin.get(i), sout.get(j)) {
+            if a == b {
+                c.same(IN(0, i), OUT(0, j));
+                i += 1;
+                j += 1;
+                continue;
+            }
+        }
+        if din.get(i).is_some_and(|&d| d < 0) || dout.get(j).is_some_and(|&d| d < 0) {
+            return None;
+        }
         let (si, sj) = (i, j);
         let (mut pi, mut pj) = (din[i], dout[j]);
         i += 1;
         j += 1;
         while pi != pj {
             if pi < pj {
-                let d = *din.get(i)?;
+                let d = *din.get(i).filter(|&&d| d >= 0)?;
                 pi = pi.checked_mul(d)?;
                 i += 1;
             } else {
-                let d = *dout.get(j)?;
+                let d = *dout.get(j).filter(|&&d| d >= 0)?;
                 pj = pj.checked_mul(d)?;
                 j += 1;
             }
