@@ -196,7 +196,7 @@ fn synthetic_obspa_keeps_a_trained_cnn_accurate() {
     let base = mnist_accuracy(&model, dir.path(), "cnn.onnx", n);
     let mut acc = Vec::new();
     for (i, p) in [
-        "group,score{criterion=obspa,data=synthetic},prune{target-flops=0.6}",
+        "group,score{criterion=obspa,data=synthetic,samples=256},prune{target-flops=0.6}",
         "group,score{criterion=l1,normalize=mean},prune{target-flops=0.6}",
     ]
     .iter()

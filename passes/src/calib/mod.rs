@@ -50,13 +50,31 @@ impl DataSource {
 #[derive(Clone, Debug)]
 pub struct CalibOptions {
     pub source: DataSource,
-    /// Samples to use; 0: all of a file, or 64 synthetic ones.
+    /// Samples to use; 0: all of a file, or [`default_synthetic_samples`] synthetic ones.
     pub samples: usize,
     pub seed: u64,
 }
 
-/// Default number of synthetic samples.
+/// Fewest synthetic samples by default.
 pub const DEFAULT_SYNTHETIC_SAMPLES: usize = 64;
+/// Most synthetic samples by default.
+pub const MAX_DEFAULT_SYNTHETIC_SAMPLES: usize = 1024;
+/// Forward FLOPs the default synthetic batch may cost (`2^37`, about 137 GFLOP).
+pub const SYNTHETIC_FLOP_BUDGET: u64 = 1 << 37;
+
+/// Default synthetic sample count: synthetic data is free, and the more samples the closer the
+/// Hessians are to their expectation, so as many as [`SYNTHETIC_FLOP_BUDGET`] forward FLOPs
+/// allow, between 64 and 1024, rounded down to a power of two (ResNet-50, 8.2 GFLOP: 64;
+/// MiniLM at 17 tokens, 0.37 GFLOP: 256; small MNIST models: 1024).
+pub fn default_synthetic_samples(model: &Model) -> usize {
+    let batch = fixed_batch(&model.graph).unwrap_or(1).max(1) as u64;
+    let per_sample = (crate::prune::report::measure(model).flops / batch).max(1);
+    let n = (SYNTHETIC_FLOP_BUDGET / per_sample).clamp(
+        DEFAULT_SYNTHETIC_SAMPLES as u64,
+        MAX_DEFAULT_SYNTHETIC_SAMPLES as u64,
+    );
+    1usize << (63 - n.leading_zeros())
+}
 /// Size given to symbolic non-batch axes of synthetic inputs.
 pub const SYNTHETIC_SYMBOLIC_DIM: usize = 32;
 
@@ -103,7 +121,7 @@ pub fn load(model: &Model, opts: &CalibOptions) -> Result<Option<CalibBatch>, Ca
         DataSource::None => Ok(None),
         DataSource::Synthetic => {
             let mut n = if opts.samples == 0 {
-                DEFAULT_SYNTHETIC_SAMPLES
+                default_synthetic_samples(model)
             } else {
                 opts.samples
             };
@@ -452,5 +470,39 @@ mod tests {
             e.starts_with("calibration data: cannot read '/nonexistent/calib.npz'"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn default_synthetic_samples_follow_the_flop_budget() {
+        // One 3x3 conv, 64 -> 64 channels, on an s x s map: 2 * 576 * 64 * s^2 FLOPs per sample.
+        let conv = |s: usize, batch: &str| {
+            model(&format!(
+                "graph @main(%x: f32[{batch},64,{s},{s}]) -> (%y: f32[{batch},64,{s},{s}]) {{
+  %w = const f32[64,64,3,3] #rand<1>
+  %y = onnx.Conv(%x, %w) {{kernel_shape = [3, 3], pads = [1, 1, 1, 1]}} : f32[{batch},64,{s},{s}]
+  return %y
+}}"
+            ))
+        };
+        // 4.7 MFLOP: the budget allows 29k samples, capped at 1024.
+        assert_eq!(default_synthetic_samples(&conv(8, "1")), 1024);
+        // 302 MFLOP: 455 samples, rounded down to 256 (a symbolic batch counts as 1).
+        assert_eq!(default_synthetic_samples(&conv(64, "N")), 256);
+        // The same per sample with a fixed batch of 4.
+        assert_eq!(default_synthetic_samples(&conv(64, "4")), 256);
+        // 19.3 GFLOP: 7 samples, raised to 64.
+        assert_eq!(default_synthetic_samples(&conv(512, "1")), 64);
+        let batch = load(
+            &conv(8, "N"),
+            &CalibOptions {
+                source: DataSource::Synthetic,
+                samples: 0,
+                seed: 0,
+            },
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(batch.samples, 1024);
+        assert!(batch.synthetic);
     }
 }

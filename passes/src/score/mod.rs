@@ -466,7 +466,7 @@ pub static INFO: PassInfo = PassInfo {
             name: "samples",
             kind: OptionKind::UInt,
             default: "0",
-            help: "calibration samples (0: all of the file, or 64 synthetic)",
+            help: "calibration samples (0: all of the file; synthetic: as many as 2^37 forward FLOPs allow, 64 to 1024, a power of two)",
         },
         OptionDecl {
             name: "damp",
