@@ -221,7 +221,7 @@ pub fn write_onnx(
             path: data_shown.clone(),
             source,
         };
-        let tmp = temp_file(&parent_dir(&data_path)).map_err(io)?;
+        let tmp = crate::text::temp_file(&parent_dir(&data_path)).map_err(io)?;
         let mut sink = FileSink::new(tmp.as_file());
         for (pad, bytes) in &plan.chunks {
             sink.put_zeros(*pad);
@@ -255,7 +255,7 @@ pub fn write_onnx(
         stats.bytes_written = n;
         return Ok(stats);
     }
-    let tmp = temp_file(&dir).map_err(io)?;
+    let tmp = crate::text::temp_file(&dir).map_err(io)?;
     let mut sink = FileSink::new(tmp.as_file());
     proto.encode(&mut sink)?;
     let (n, _) = sink.finish().map_err(io)?;
@@ -277,26 +277,6 @@ fn parent_dir(path: &Path) -> PathBuf {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     }
-}
-
-/// A temp file in `dir`, created with the usual permissions (tempfile's default is 0600).
-fn temp_file(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".spa-opt-").suffix(".tmp");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(std::fs::Permissions::from_mode(0o666));
-    }
-    // tempfile's errors end with the random temp path; drop it so messages are stable and name
-    // the destination instead.
-    builder.tempfile_in(dir).map_err(|e| {
-        let text = e.to_string();
-        match text.find(" at path \"") {
-            Some(i) => std::io::Error::new(e.kind(), &text[..i]),
-            None => e,
-        }
-    })
 }
 
 /// The path a (possibly not yet existing) file would have once symlinks are resolved.
