@@ -30,6 +30,8 @@ pub struct Collected {
     /// Per watched (value, axis): sum of |x| at each position of the axis, and the number of
     /// elements summed per position.
     pub activations: HashMap<(ValueId, usize), (Vec<f64>, u64)>,
+    /// Per value in `energy_of`: the sum of x^2 over the batch.
+    pub energies: HashMap<ValueId, f64>,
 }
 
 /// Turn a calibration array into an interpreter value of the input's declared dtype.
@@ -66,6 +68,7 @@ pub fn collect(
     consumers: &[Consumer],
     hessian_of: &[usize],
     watch: &[(ValueId, usize)],
+    energy_of: &[ValueId],
 ) -> Result<Collected, String> {
     let graph = &model.graph;
     let interp = Interpreter::new(model).map_err(|e| e.to_string())?;
@@ -112,6 +115,7 @@ pub fn collect(
         let refs: Vec<(&str, &Value)> = inputs.iter().map(|(n, v)| (n.as_str(), v)).collect();
         let hessians = &mut out.hessians;
         let activations = &mut out.activations;
+        let energies = &mut out.energies;
         let mut observer = |g: &Graph, n: NodeId, ins: &[Option<&Value>], outs: &[Value]| {
             if failure.is_some() {
                 return;
@@ -127,6 +131,12 @@ pub fn collect(
                 }
             }
             for (o, val) in g.node(n).outputs.iter().zip(outs) {
+                if let Some(o) = o.filter(|o| energy_of.contains(o)) {
+                    if let Some(a) = val.as_f32() {
+                        *energies.entry(o).or_insert(0.0) +=
+                            a.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>();
+                    }
+                }
                 let Some(axes) = o.and_then(|o| watched.get(&o).map(|a| (o, a))) else {
                     continue;
                 };

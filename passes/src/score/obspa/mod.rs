@@ -33,7 +33,7 @@ use crate::registry::Pass;
 use layer::Consumer;
 use ndarray::Array2;
 use rayon::prelude::*;
-use spa_ir::Model;
+use spa_ir::{Graph, Model, NodeId, ValueId};
 
 /// Greedy steps per group (larger groups remove `ceil(n / MAX_STEPS)` channels per step).
 pub const MAX_STEPS: usize = 128;
@@ -241,6 +241,19 @@ fn obspa_scores(
     // Output energy tr(W H W^T) per consumer and sub-layer (H = I for data=none), for
     // normalize=relative.
     let mut energy: Vec<Option<Vec<f64>>> = vec![None; consumers.len()];
+    // Where each used consumer's output joins a residual stream (for relative, with data).
+    let joins: Vec<Option<(ValueId, ValueId)>> = {
+        let users = graph.users();
+        consumers
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                (relative && batch.is_some() && used.binary_search(&i).is_ok())
+                    .then(|| residual_join(graph, &users, c.node))
+                    .flatten()
+            })
+            .collect()
+    };
     if relative && batch.is_none() {
         for (e, w) in energy.iter_mut().zip(&weights) {
             *e = w
@@ -252,8 +265,12 @@ fn obspa_scores(
     let hinv: Option<Vec<Option<Vec<Array2<f64>>>>> = match batch {
         None => None,
         Some(batch) => {
-            let collected =
-                collect::collect(model, batch, &consumers, &used, &[]).map_err(failed)?;
+            let mut energy_of: Vec<ValueId> =
+                joins.iter().flatten().flat_map(|&(b, s)| [b, s]).collect();
+            energy_of.sort_unstable_by_key(|v| v.0);
+            energy_of.dedup();
+            let collected = collect::collect(model, batch, &consumers, &used, &[], &energy_of)
+                .map_err(failed)?;
             if relative {
                 energy = consumers
                     .par_iter()
@@ -264,10 +281,17 @@ fn obspa_scores(
                         else {
                             return None;
                         };
+                        // On a residual branch: the stream's energy over the branch's.
+                        let share = joins[i]
+                            .and_then(|(b, s)| {
+                                Some(collected.energies.get(&s)? / collected.energies.get(&b)?)
+                            })
+                            .filter(|r| r.is_finite() && *r > 0.0)
+                            .unwrap_or(1.0);
                         Some(
                             sums.iter()
                                 .zip(ws)
-                                .map(|(s, w)| math::output_energy(w, &s.hessian(0.0)))
+                                .map(|(s, w)| share * math::output_energy(w, &s.hessian(0.0)))
                                 .collect(),
                         )
                     })
@@ -352,6 +376,10 @@ fn obspa_scores(
     });
     let stats = vec![
         ("consumer layers", used.len()),
+        (
+            "consumers on a residual branch (relative to the stream)",
+            joins.iter().flatten().count(),
+        ),
         ("groups scored by obspa", scored),
         (
             "groups scored by l2 (no consumer or pinned)",
@@ -381,6 +409,37 @@ fn invert(sum: &math::HessianSum, damp: f64) -> Result<Array2<f64>, math::MathEr
         d = if d > 0.0 { d * 10.0 } else { 1e-6 };
     }
     Err(last.unwrap_or(math::MathError::NotPositiveDefinite { pivot: 0 }))
+}
+
+/// Where a layer's output joins a residual stream: following its only user through bias Adds and
+/// Muls by a constant and through BatchNorms (at most four steps) to the first Add of two computed
+/// values. Returns the branch value entering that Add and the Add's output.
+fn residual_join(
+    graph: &Graph,
+    users: &[Vec<(NodeId, usize)>],
+    node: NodeId,
+) -> Option<(ValueId, ValueId)> {
+    let mut v = graph.node(node).output(0)?;
+    for _ in 0..4 {
+        let [(n, _)] = users.get(v.index())?.as_slice() else {
+            return None;
+        };
+        let next = graph.node(*n);
+        if !next.canonical_domain().is_empty() {
+            return None;
+        }
+        let out = next.output(0)?;
+        let other = || next.inputs.iter().flatten().copied().find(|&x| x != v);
+        match next.op_type.as_str() {
+            "BatchNormalization" => {}
+            "Mul" if graph.constant(other()?).is_some() => {}
+            "Add" if graph.constant(other()?).is_some() => {}
+            "Add" => return Some((v, out)),
+            _ => return None,
+        }
+        v = out;
+    }
+    None
 }
 
 /// Magnitude scores of a group no layer consumes, in the form of relative obspa scores: in
@@ -424,4 +483,60 @@ fn column_norm_scores(layers: &[math::Layer], n: usize) -> Vec<f64> {
         out[c] = total;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn residual_joins_through_bias_scale_and_batchnorm() {
+        let model = spa_ir::text::parse_model(
+            "graph @main(%x: f32[1,4,2,2], %t: f32[3,4]) -> (%y: f32[1,4,2,2], %u: f32[3,4], %v: f32[3,4], %z: f32[3,4]) {
+  %w = const f32[4,4,1,1] #rand<1>
+  %c = onnx.Conv(%x, %w) {kernel_shape = [1, 1]} : f32[1,4,2,2]
+  %g = const f32[4] #rand<2>
+  %b = const f32[4] #rand<3>
+  %m = const f32[4] #splat<0.0>
+  %s = const f32[4] #splat<1.0>
+  %n = onnx.BatchNormalization(%c, %g, %b, %m, %s) : f32[1,4,2,2]
+  %y = onnx.Add(%x, %n) : f32[1,4,2,2]
+  %wm = const f32[4,4] #rand<4>
+  %p = onnx.MatMul(%t, %wm) : f32[3,4]
+  %bias = const f32[4] #rand<5>
+  %pb = onnx.Add(%p, %bias) : f32[3,4]
+  %k = const f32[] dense<[0.5]>
+  %ps = onnx.Mul(%k, %pb) : f32[3,4]
+  %u = onnx.Add(%ps, %t) : f32[3,4]
+  %wr = const f32[4,4] #rand<6>
+  %q = onnx.MatMul(%t, %wr) : f32[3,4]
+  %v = onnx.Relu(%q) : f32[3,4]
+  %wd = const f32[4,4] #rand<7>
+  %d = onnx.MatMul(%t, %wd) : f32[3,4]
+  %z = onnx.Add(%d, %d) : f32[3,4]
+  return %y, %u, %v, %z
+}",
+        )
+        .unwrap();
+        let g = &model.graph;
+        let users = g.users();
+        let names = g.names();
+        let node_of = |out: &str| {
+            let v = names[out];
+            g.node_ids()
+                .find(|&n| g.node(n).output(0) == Some(v))
+                .unwrap()
+        };
+        let join = |out: &str| {
+            residual_join(g, &users, node_of(out))
+                .map(|(b, s)| (g.value(b).name.clone(), g.value(s).name.clone()))
+        };
+        // Conv -> BatchNorm -> Add(x): the branch is the BatchNorm output.
+        assert_eq!(join("c"), Some(("n".into(), "y".into())));
+        // MatMul -> bias Add -> Mul by a constant -> Add(t).
+        assert_eq!(join("p"), Some(("ps".into(), "u".into())));
+        // A Relu ends the search; so does an Add of the value with itself.
+        assert_eq!(join("q"), None);
+        assert_eq!(join("d"), None);
+    }
 }
