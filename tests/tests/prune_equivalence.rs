@@ -1,4 +1,4 @@
-//! Mask equivalence, the oracle of pruning: for every fixture and every `.spa` prune case, the
+//! Mask equivalence, the oracle of pruning: for every fixture and every `.spa` prune and group case, the
 //! physically pruned model and the masked model (same channels zeroed, shapes kept) compute the
 //! same outputs in tract, an independent executor (relative tolerance 1e-4, scaled by the largest
 //! magnitude). Only exact groups are pruned for this comparison (`exact-only=true`): removing
@@ -95,8 +95,10 @@ fn fixtures_prune_and_match_their_masked_models() {
 fn spa_prune_cases_match_their_masked_models() {
     let dir = tempfile::tempdir().unwrap();
     let mut checked = 0;
-    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("passes/prune"))
-        .unwrap()
+    // The prune cases, and the group cases (what the group pass finds must also prune right).
+    let mut files: Vec<PathBuf> = ["passes/prune", "passes/group"]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(root().join(d)).unwrap())
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "spa"))
         .collect();

@@ -470,7 +470,8 @@ fn gather(cx: &CoupleCtx<'_>) -> Option<Coupling> {
 /// Reshape-like ops (Reshape, Flatten, Squeeze, Unsqueeze): runs of input and output axes with
 /// equal products are the same index space in mixed radix. A symbolic dim (a dynamic batch or
 /// sequence length) is a run of its own when the other side has the same symbol at the same
-/// place, e.g. Flatten `[batch, 64, 1, 1] -> [batch, 64]`; any other unknown dim stops the map.
+/// place, e.g. Flatten `[batch, 64, 1, 1] -> [batch, 64]`, or when the op copies it (a Reshape
+/// target entry 0, Flatten's axis 0), even unnamed; any other unknown dim stops the map.
 fn reshape(cx: &CoupleCtx<'_>) -> Option<Coupling> {
     // A Reshape whose target is computed at run time cannot be rewritten by prune.
     if cx.node.op_type == "Reshape" && cx.ints(1).is_none() {
@@ -480,6 +481,18 @@ fn reshape(cx: &CoupleCtx<'_>) -> Option<Coupling> {
     let sout = cx.dims_sym(Operand::Out(0))?;
     let din: Vec<i64> = sin.iter().map(|d| d.known().unwrap_or(-1)).collect();
     let dout: Vec<i64> = sout.iter().map(|d| d.known().unwrap_or(-1)).collect();
+    // Output axes that are copies of the input axis at the same place, whatever its size: a
+    // Reshape target entry 0 (without allowzero), and axis 0 of Flatten with axis 1.
+    let copied = |k: usize| -> bool {
+        match cx.node.op_type.as_str() {
+            "Reshape" => {
+                cx.node.attr_int("allowzero").unwrap_or(0) == 0
+                    && cx.ints(1).is_some_and(|t| t.get(k) == Some(&0))
+            }
+            "Flatten" => k == 0 && cx.node.attr_int("axis").unwrap_or(1) == 1,
+            _ => false,
+        }
+    };
     let mut c = Coupling::default();
     let (mut i, mut j) = (0usize, 0usize);
     while i < din.len() || j < dout.len() {
@@ -496,14 +509,16 @@ fn reshape(cx: &CoupleCtx<'_>) -> Option<Coupling> {
             // Zero-size tensors or a shape mismatch: no map.
             return None;
         }
-        // The same symbol on both sides, at the start of a run.
-        if let (Some(Dim::Sym(a)), Some(Dim::Sym(b))) = (sin.get(i), sout.get(j)) {
-            if a == b {
-                c.same(IN(0, i), OUT(0, j));
-                i += 1;
-                j += 1;
-                continue;
-            }
+        // The same symbol on both sides, or a copied axis, at the start of a run.
+        let same_symbol = matches!(
+            (sin.get(i), sout.get(j)),
+            (Some(Dim::Sym(a)), Some(Dim::Sym(b))) if a == b
+        );
+        if (din[i] < 0 || dout[j] < 0) && (same_symbol || (i == j && copied(j))) {
+            c.same(IN(0, i), OUT(0, j));
+            i += 1;
+            j += 1;
+            continue;
         }
         if din.get(i).is_some_and(|&d| d < 0) || dout.get(j).is_some_and(|&d| d < 0) {
             return None;
