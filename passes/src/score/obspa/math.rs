@@ -69,6 +69,11 @@ impl HessianSum {
         }
     }
 
+    /// `tr(W H W^T)` for the undamped `H = 2/N X^T X`, without forming `H`.
+    pub fn output_energy(&self, w: &Array2<f64>) -> f64 {
+        2.0 * output_energy(w, &self.xtx) / self.rows.max(1) as f64
+    }
+
     /// `H = 2/N X^T X`, damped: `H += damp * mean(diag H) * I` (an all-zero diagonal gets `damp`).
     pub fn hessian(&self, damp: f64) -> Array2<f64> {
         let n = self.rows.max(1) as f64;
@@ -86,7 +91,7 @@ impl HessianSum {
 }
 
 /// `tr(W H W^T)`: the output energy of a layer `W` (`rows x cols`) on inputs with Hessian `H`.
-pub fn output_energy(w: &Array2<f64>, h: &Array2<f64>) -> f64 {
+fn output_energy(w: &Array2<f64>, h: &Array2<f64>) -> f64 {
     if w.ncols() != h.nrows() || h.nrows() != h.ncols() {
         return 0.0;
     }
@@ -684,7 +689,7 @@ mod tests {
             sum.xtx = x.t().dot(&x);
             sum.rows = n as u64;
             let direct = 2.0 / n as f64 * x.dot(&w.t()).iter().map(|v| v * v).sum::<f64>();
-            let got = output_energy(&w, &sum.hessian(0.0));
+            let got = sum.output_energy(&w);
             assert!((got - direct).abs() <= 1e-9 * direct, "{got} vs {direct}");
         }
         assert_eq!(output_energy(&randn(2, 3, 1), &Array2::eye(4)), 0.0);

@@ -291,7 +291,7 @@ fn obspa_scores(
                         Some(
                             sums.iter()
                                 .zip(ws)
-                                .map(|(s, w)| share * math::output_energy(w, &s.hessian(0.0)))
+                                .map(|(s, w)| share * s.output_energy(w))
                                 .collect(),
                         )
                     })
@@ -442,18 +442,26 @@ fn residual_join(
     None
 }
 
-/// Magnitude scores of a group no layer consumes, in the form of relative obspa scores: in
-/// ascending order, each channel gets the sum of the scores up to it over the group's total.
-fn cumulative_fractions(scores: &[f64]) -> Vec<f64> {
-    let total: f64 = scores.iter().sum();
+/// In ascending order of `scores`, each channel gets the sum of the scores up to its own.
+fn cumulative(scores: &[f64]) -> Vec<f64> {
     let mut order: Vec<usize> = (0..scores.len()).collect();
     order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]).then(a.cmp(&b)));
     let mut out = vec![0.0; scores.len()];
     let mut acc = 0.0;
     for c in order {
         acc += scores[c];
-        out[c] = if total > 0.0 { acc / total } else { 0.0 };
+        out[c] = acc;
     }
+    out
+}
+
+/// Magnitude scores of a group no layer consumes, in the form of relative obspa scores:
+/// [`cumulative`] over the group's total.
+fn cumulative_fractions(scores: &[f64]) -> Vec<f64> {
+    let total: f64 = scores.iter().sum();
+    let mut out = cumulative(scores);
+    out.iter_mut()
+        .for_each(|x| *x = if total > 0.0 { *x / total } else { 0.0 });
     out
 }
 
@@ -474,15 +482,7 @@ fn column_norm_scores(layers: &[math::Layer], n: usize) -> Vec<f64> {
                 .sum()
         })
         .collect();
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by(|&a, &b| sal[a].total_cmp(&sal[b]).then(a.cmp(&b)));
-    let mut out = vec![0.0; n];
-    let mut total = 0.0;
-    for c in order {
-        total += sal[c];
-        out[c] = total;
-    }
-    out
+    cumulative(&sal)
 }
 
 #[cfg(test)]
