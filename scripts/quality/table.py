@@ -396,8 +396,9 @@ def write_markdown(args, models, baselines, targets, labels, rows, spa):
              "group's losses over its consumers' output energy), then those of `--score-opts` the row does "
              "not set (" + (f"`{args.score_opts}`" if args.score_opts else "none") + "). Synthetic "
              "calibration data is noise, as many samples as spa-opt's default allows (1024 for the MNIST "
-             "models, 256 for MiniLM); every BatchNorm renormalizes it with its own statistics "
-             "(docs/obspa.md).\n")
+             "models, 256 for MiniLM); every BatchNorm renormalizes it with its own statistics, and "
+             "float inputs no BatchNorm matches (the MLP, the ViT) get a scale per sample, "
+             "log-uniform in [0.1, 1] (docs/obspa.md).\n")
     L.append("Each cell: accuracy in % on the 1,000 held-out MNIST digits (MiniLM: mean cosine similarity of "
              "the pruned model's mean-pooled sentence embeddings to the unpruned model's, over 64 fixed "
              "sentences), then in parentheses the fraction of FLOPs actually kept, from spa-opt's report. "

@@ -30,7 +30,8 @@ pub enum CalibError {
 pub enum DataSource {
     /// No data: identity Hessians, no compensation.
     None,
-    /// Random normal inputs, matched to the first BatchNorm's running statistics.
+    /// Random normal inputs: matched to the first BatchNorm's running statistics where one reads
+    /// the input, with a scale per sample otherwise (`synthetic.rs`).
     Synthetic,
     /// A `.npz` (arrays named by graph input) or `.npy` (single-input models) file.
     File(String),

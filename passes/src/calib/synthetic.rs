@@ -7,7 +7,12 @@
 //! `sum_i mu_i S_ci + b_c` and variance `sum_i sigma_i^2 Q_ci`, where `S_ci` and `Q_ci` are the sum
 //! and the sum of squares of the weights joining input channel `i` to `c` (padding ignored); `mu`
 //! and `sigma^2` are the (ridge-regularized) least-squares fits over all `c`, `sigma^2` clamped
-//! positive. Without such a BatchNorm the noise is standard normal.
+//! positive.
+//!
+//! Without such a BatchNorm nothing tells the scale of the inputs (standardized features have
+//! 1, pixels in `[0, 1]` about 0.3, sparse inputs less), so each sample is `s * z` with its own
+//! scale `s`, log-uniform over [`NOISE_SCALES`]: the Hessians average over the plausible scales
+//! instead of betting on one.
 //!
 //! Integer inputs used as `Gather` indices (token ids) are uniform over the rows of the gathered
 //! table; other integer inputs (attention masks) are ones. Symbolic axes other than the batch get
@@ -15,6 +20,9 @@
 
 use super::{data_inputs, ArrayData, CalibError, NdArray, SYNTHETIC_SYMBOLIC_DIM};
 use spa_ir::{Graph, Model, ValueId};
+
+/// The range of per-sample noise scales for float inputs without a matching BatchNorm.
+pub const NOISE_SCALES: (f64, f64) = (0.1, 1.0);
 
 /// splitmix64, the generator used for every seeded draw in spa-opt.
 fn splitmix(state: &mut u64) -> u64 {
@@ -82,11 +90,19 @@ pub(super) fn generate(
         let is_float = t.dtype.is_none_or(|d| d.is_float());
         let (data, descr) = if is_float {
             let channels = dims.get(1).copied().unwrap_or(1);
-            let (mu, sigma) = match bn_match(graph, &users, v, channels) {
-                Some(x) => x,
-                None => (vec![0.0; channels], vec![1.0; channels]),
+            // Per channel mean and scale, and a scale per sample.
+            let ((mu, sigma), scales) = match bn_match(graph, &users, v, channels) {
+                Some(x) => (x, vec![1.0; samples]),
+                None => {
+                    let (lo, hi) = (NOISE_SCALES.0.ln(), NOISE_SCALES.1.ln());
+                    let s = (0..samples)
+                        .map(|_| (lo + (hi - lo) * uniform(&mut state)).exp())
+                        .collect();
+                    ((vec![0.0; channels], vec![1.0; channels]), s)
+                }
             };
             let inner: usize = dims.iter().skip(2).product();
+            let per_sample = n / samples.max(1);
             let z = normals(&mut state, n);
             let x: Vec<f32> = z
                 .iter()
@@ -97,8 +113,9 @@ pub(super) fn generate(
                     } else {
                         0
                     };
-                    (mu.get(c).copied().unwrap_or(0.0) + sigma.get(c).copied().unwrap_or(1.0) * z)
-                        as f32
+                    let s = scales.get(i / per_sample.max(1)).copied().unwrap_or(1.0);
+                    (mu.get(c).copied().unwrap_or(0.0)
+                        + s * sigma.get(c).copied().unwrap_or(1.0) * z) as f32
                 })
                 .collect();
             (ArrayData::Float(x), "<f4")
@@ -335,6 +352,36 @@ mod tests {
         }
         // Same seed, same data.
         assert_eq!(generate(&m, 256, 7).unwrap()[0].1, inputs[0].1);
+    }
+
+    #[test]
+    fn without_batchnorm_each_sample_has_its_own_scale() {
+        let m = spa_ir::text::parse_model(
+            "graph @main(%x: f32[?,64]) -> (%y: f32[?,64]) {
+  %y = onnx.Relu(%x) : f32[?,64]
+  return %y
+}",
+        )
+        .unwrap();
+        let inputs = generate(&m, 512, 3).unwrap();
+        let ArrayData::Float(x) = &inputs[0].1.data else {
+            panic!("float input expected")
+        };
+        // Per-sample RMS: inside the scale range (up to sampling error over 64 values), spread
+        // over it log-uniformly.
+        let rms: Vec<f64> = x
+            .chunks(64)
+            .map(|s| (s.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / 64.0).sqrt())
+            .collect();
+        let (lo, hi) = NOISE_SCALES;
+        assert!(rms.iter().all(|&r| r > 0.6 * lo && r < 1.4 * hi), "{rms:?}");
+        let below = |t: f64| rms.iter().filter(|&&r| r < t).count() as f64 / rms.len() as f64;
+        let mid = (lo * hi).sqrt();
+        assert!((below(mid) - 0.5).abs() < 0.1, "{}", below(mid));
+        assert!(below(2.0 * lo) > 0.15 && below(0.5 * hi) < 0.85);
+        // Zero mean overall.
+        let mean = x.iter().map(|&v| v as f64).sum::<f64>() / x.len() as f64;
+        assert!(mean.abs() < 0.02, "{mean}");
     }
 
     #[test]

@@ -460,7 +460,7 @@ pub static INFO: PassInfo = PassInfo {
             name: "data",
             kind: OptionKind::Str,
             default: "synthetic",
-            help: "calibration inputs of obspa/activation: FILE.npz (arrays by graph input name), FILE.npy (single-input models), synthetic (normal noise matched to the first BatchNorm), or none (obspa: H = I, no compensation)",
+            help: "calibration inputs of obspa/activation: FILE.npz (arrays by graph input name), FILE.npy (single-input models), synthetic (noise; every BatchNorm renormalizes it to its running statistics), or none (obspa: H = I, no compensation)",
         },
         OptionDecl {
             name: "samples",
