@@ -120,6 +120,8 @@ pub static INFO: PassInfo = PassInfo {
 };
 
 /// `target-flops` / `target-params`: at most one, in (0, 1], and not with a non-default `ratio`.
+/// Judged by value, not by whether `ratio` was written: `--dump-pass-pipeline` prints every option
+/// explicitly (`ratio=0.5` included), and its output must run as a pipeline again.
 fn parse_target(opts: &Options) -> Result<Option<target::Target>, PassError> {
     let bad = |option: &str, expected: &str, value: String| PassError::BadOption {
         pass: "prune".into(),
