@@ -9,6 +9,12 @@ magnitude).
 
 Usage: /opt/zoo-venv/bin/python scripts/zoo_prune.py [--kind classic|dynamo] [--only NAME ...]
 Writes results/zoo_prune_<kind>.csv.
+
+--pipeline replaces the pipeline (then the mask-equivalence runs are skipped: they are defined
+for l2 scores), e.g. obspa with synthetic calibration data over part of the zoo:
+
+    scripts/zoo_prune.py --only tv_squeezenet1_1 timm_vit_tiny_patch16_224 \
+        --pipeline 'group,score{criterion=obspa,data=synthetic},prune{ratio=0.5}' --csv results/zoo_obspa.csv
 """
 import argparse, csv, json, os, shutil, sys, tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -24,7 +30,12 @@ def main():
     ap.add_argument("--only", nargs="*")
     ap.add_argument("--skip", nargs="*", default=[])
     ap.add_argument("--no-mask", action="store_true", help="skip the mask-equivalence runs")
+    ap.add_argument("--pipeline", default=PIPE, help=f"the pipeline to check (default {PIPE}; another skips the mask runs)")
+    ap.add_argument("--csv", default=None, help="output CSV (default results/zoo_prune_<kind>.csv)")
+    ap.add_argument("--timeout", type=float, default=1800, help="seconds per spa-opt run")
     args = ap.parse_args()
+    if args.pipeline != PIPE:
+        args.no_mask = True
     rows = []
     for name, path in models(args.kind, args.only):
         if name in args.skip:
@@ -34,11 +45,14 @@ def main():
         try:
             rep = os.path.join(tmp, "report.json")
             out = os.path.join(tmp, name + ".onnx")
-            rc, err, wall, _ = spa([path, "--pass=" + PIPE, "--report", rep, "-o", out, "-q"])
+            rc, err, wall, _ = spa([path, "--pass=" + args.pipeline, "--report", rep, "-o", out, "-q"],
+                                   timeout=args.timeout)
             row["spa_s"] = round(wall, 2)
             if rc != 0:
                 raise RuntimeError(f"spa-opt exit {rc}: {err.strip().splitlines()[-1][:300] if err.strip() else ''}")
             r = json.load(open(rep))
+            if isinstance(r, list):  # several prune passes: from the first one's input to the last one's output
+                r = dict(r[-1], params_before=r[0]["params_before"], flops_before=r[0]["flops_before"])
             row["params_kept"] = round(r["params_after"] / max(r["params_before"], 1), 4)
             row["flops_kept"] = round(r["flops_after"] / max(r["flops_before"], 1), 4)
             row["groups"] = len(r["groups"])
@@ -78,7 +92,7 @@ def main():
     os.makedirs(os.path.join(ROOT, "results"), exist_ok=True)
     cols = ["name", "family", "status", "spa_s", "params_kept", "flops_kept", "groups", "pruned_groups",
             "mask_rel_diff", "error"]
-    with open(os.path.join(ROOT, "results", f"zoo_prune_{args.kind}.csv"), "w", newline="") as f:
+    with open(args.csv or os.path.join(ROOT, "results", f"zoo_prune_{args.kind}.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, cols)
         w.writeheader()
         w.writerows(rows)
