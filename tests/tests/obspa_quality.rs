@@ -181,32 +181,42 @@ fn mnist_accuracy(model: &Model, dir: &Path, name: &str, n: usize) -> f64 {
     right as f64 / n as f64
 }
 
-#[test]
-fn synthetic_obspa_keeps_a_trained_cnn_accurate() {
-    // The small ResNet (BatchNorm, residuals) of docs/quality.md, 60% of its FLOPs kept. Noise
-    // through trained layers only looks like data to them because every BatchNorm renormalizes
-    // it; and obspa's scores are compared across groups relative to each group's output energy.
+/// The unpruned accuracy of `models/quality/mnist_<name>.onnx` in tract on the first 300 test
+/// digits, and the accuracy after each pipeline.
+fn mnist_accuracies(name: &str, pipelines: &[&str]) -> (f64, Vec<f64>) {
     let model = read_onnx(
-        &root().join("../models/quality/mnist_cnn.onnx"),
+        &root().join(format!("../models/quality/mnist_{name}.onnx")),
         &ReadOptions::default(),
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().unwrap();
     let n = 300;
-    let base = mnist_accuracy(&model, dir.path(), "cnn.onnx", n);
-    let mut acc = Vec::new();
-    for (i, p) in [
-        "group,score{criterion=obspa,data=synthetic,samples=256},prune{target-flops=0.6}",
-        "group,score{criterion=l1,normalize=mean},prune{target-flops=0.6}",
-    ]
-    .iter()
-    .enumerate()
-    {
-        let pruned = run(&model, p);
-        let a = mnist_accuracy(&pruned, dir.path(), &format!("cnn.{i}.onnx"), n);
-        eprintln!("mnist_cnn: {p}: accuracy {a:.3} (unpruned {base:.3})");
-        acc.push(a);
-    }
+    let base = mnist_accuracy(&model, dir.path(), &format!("{name}.onnx"), n);
+    let acc = pipelines
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let pruned = run(&model, p);
+            let a = mnist_accuracy(&pruned, dir.path(), &format!("{name}.{i}.onnx"), n);
+            eprintln!("mnist_{name}: {p}: accuracy {a:.3} (unpruned {base:.3})");
+            a
+        })
+        .collect();
+    (base, acc)
+}
+
+#[test]
+fn synthetic_obspa_keeps_a_trained_cnn_accurate() {
+    // The small ResNet (BatchNorm, residuals) of docs/quality.md, 60% of its FLOPs kept. Noise
+    // through trained layers only looks like data to them because every BatchNorm renormalizes
+    // it; and obspa's scores are compared across groups relative to each group's output energy.
+    let (base, acc) = mnist_accuracies(
+        "cnn",
+        &[
+            "group,score{criterion=obspa,data=synthetic,samples=256},prune{target-flops=0.6}",
+            "group,score{criterion=l1,normalize=mean},prune{target-flops=0.6}",
+        ],
+    );
     assert!(base > 0.95, "unpruned accuracy {base}");
     assert!(
         acc[0] > base - 0.05,
@@ -227,28 +237,14 @@ fn synthetic_obspa_keeps_a_trained_vit_accurate() {
     // synthetic sample gets its own, log-uniform over a decade. With standard normal noise alone
     // (the synthetic data before) obspa scores 86.7% here, and 87.6% in the quality table, below
     // lamp's 88.4%.
-    let model = read_onnx(
-        &root().join("../models/quality/mnist_vit.onnx"),
-        &ReadOptions::default(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let dir = tempfile::tempdir().unwrap();
-    let n = 300;
-    let base = mnist_accuracy(&model, dir.path(), "vit.onnx", n);
-    let mut acc = Vec::new();
-    for (i, p) in [
-        "group,score{criterion=obspa,data=synthetic,samples=256},prune{target-flops=0.6}",
-        "group,score{criterion=l2,normalize=mean},prune{target-flops=0.6}",
-        "group,score{criterion=lamp,normalize=mean},prune{target-flops=0.6}",
-    ]
-    .iter()
-    .enumerate()
-    {
-        let pruned = run(&model, p);
-        let a = mnist_accuracy(&pruned, dir.path(), &format!("vit.{i}.onnx"), n);
-        eprintln!("mnist_vit: {p}: accuracy {a:.3} (unpruned {base:.3})");
-        acc.push(a);
-    }
+    let (base, acc) = mnist_accuracies(
+        "vit",
+        &[
+            "group,score{criterion=obspa,data=synthetic,samples=256},prune{target-flops=0.6}",
+            "group,score{criterion=l2,normalize=mean},prune{target-flops=0.6}",
+            "group,score{criterion=lamp,normalize=mean},prune{target-flops=0.6}",
+        ],
+    );
     assert!(base > 0.94, "unpruned accuracy {base}");
     assert!(
         acc[0] > base - 0.06,
