@@ -90,9 +90,10 @@ pub(super) fn generate(
         let is_float = t.dtype.is_none_or(|d| d.is_float());
         let (data, descr) = if is_float {
             let channels = dims.get(1).copied().unwrap_or(1);
-            // Per channel mean and scale, and a scale per sample.
-            let ((mu, sigma), scales) = match bn_match(graph, &users, v, channels) {
-                Some(x) => (x, vec![1.0; samples]),
+            // Per channel mean and scale, and a scale per sample (none where a BatchNorm fixes
+            // the channels' statistics).
+            let ((mu, sigma), scales): (_, Vec<f64>) = match bn_match(graph, &users, v, channels) {
+                Some(x) => (x, Vec::new()),
                 None => {
                     let (lo, hi) = (NOISE_SCALES.0.ln(), NOISE_SCALES.1.ln());
                     let s = (0..samples)
@@ -102,7 +103,7 @@ pub(super) fn generate(
                 }
             };
             let inner: usize = dims.iter().skip(2).product();
-            let per_sample = n / samples.max(1);
+            let per_sample = (n / samples.max(1)).max(1);
             let z = normals(&mut state, n);
             let x: Vec<f32> = z
                 .iter()
@@ -113,7 +114,7 @@ pub(super) fn generate(
                     } else {
                         0
                     };
-                    let s = scales.get(i / per_sample.max(1)).copied().unwrap_or(1.0);
+                    let s = scales.get(i / per_sample).copied().unwrap_or(1.0);
                     (mu.get(c).copied().unwrap_or(0.0)
                         + s * sigma.get(c).copied().unwrap_or(1.0) * z) as f32
                 })

@@ -17,7 +17,7 @@ use ndarray::{Array2, ArrayD, Axis, IxDyn};
 use rayon::prelude::*;
 use spa_ir::interp::{Data, Interpreter, Observer, Value};
 use spa_ir::{DType, Graph, Model, NodeId, ValueId};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Rows per block of layer input.
 const BLOCK: usize = 512;
@@ -73,6 +73,7 @@ pub fn collect(
     let graph = &model.graph;
     let interp = Interpreter::new(model).map_err(|e| e.to_string())?;
     let mut out = Collected::default();
+    let energy_of: HashSet<ValueId> = energy_of.iter().copied().collect();
     let by_node: HashMap<NodeId, usize> =
         hessian_of.iter().map(|&i| (consumers[i].node, i)).collect();
     for &i in hessian_of {
