@@ -713,6 +713,26 @@ def small_gemm_model(seed: int) -> onnx.ModelProto:
     return g.model("small_gemm")
 
 
+def build_aliased_params() -> onnx.ModelProto:
+    """An MLP exported the way torch.onnx exports a freshly initialized model: equal parameters are
+    stored once and the copies are aliased with Identity (here both hidden layers' zero biases of
+    128, as ``fc2.bias = Identity(fc1.bias)``). The two hidden layers are unrelated channel groups."""
+    g = GraphBuilder(12)
+    x = g.input("input", F32, [1, 64])
+    zeros = g.init("fc1.bias", np.zeros(128, np.float32))
+    g.nodes.append(helper.make_node("Identity", [zeros], ["fc2.bias"], name="Identity_0"))
+    y = g.node("MatMul", "/fc1", [x, g.weight("fc1.weight", (64, 128), fan_in=64)])
+    y = g.node("Add", "/fc1", [y, zeros])
+    y = g.node("Relu", "/relu1", [y])
+    y = g.node("MatMul", "/fc2", [y, g.weight("fc2.weight", (128, 128), fan_in=128)])
+    y = g.node("Add", "/fc2", [y, "fc2.bias"])
+    y = g.node("Relu", "/relu2", [y])
+    y = g.linear_matmul("/fc3", y, 128, 10)
+    g.rename_output(y, "output")
+    g.output("output", F32, [1, 10])
+    return g.model("aliased_params")
+
+
 def build_invalid(conv_bn_bytes: bytes) -> list[Path]:
     # Only the files/folders written below are replaced; anything else in tests/invalid stays.
     INVALID.mkdir(parents=True, exist_ok=True)
@@ -870,6 +890,7 @@ def main() -> int:
         "local_function.onnx": build_local_function,
         "dynamic_batch.onnx": build_dynamic_batch,
         "attention_gqa.onnx": build_attention_gqa,
+        "aliased_params.onnx": build_aliased_params,
     }
     paths = []
     for fname, build in valid.items():

@@ -112,3 +112,37 @@ fn spa_prune_cases_match_their_masked_models() {
     }
     assert!(checked >= 7);
 }
+
+/// Dims of the constant named `name`.
+fn const_dims(model: &Model, name: &str) -> Vec<i64> {
+    let g = &model.graph;
+    let v = g
+        .value_ids()
+        .find(|&v| g.value(v).name == name)
+        .unwrap_or_else(|| panic!("no value {name}"));
+    g.constant(v)
+        .unwrap_or_else(|| panic!("{name} is not a constant"))
+        .dims
+        .clone()
+}
+
+/// torch.onnx stores the equal parameters of a fresh model once and aliases the copies with
+/// Identity (`fc2.bias = Identity(fc1.bias)` in `aliased_params.onnx`). `group` unties the alias,
+/// so the second hidden layer is pruned while the first is protected; with untying off, the
+/// alias couples them and protecting one keeps both.
+#[test]
+fn aliased_parameters_do_not_couple_unrelated_layers() {
+    let model = read_onnx(
+        &root().join("fixtures/aliased_params.onnx"),
+        &ReadOptions::default(),
+    )
+    .unwrap();
+    let prune = "score{criterion=l2},prune{ratio=0.5,protect=fc1.weight}";
+    let untied = run_pipeline(&model, &format!("group,{prune}"));
+    assert_eq!(const_dims(&untied, "fc1.weight"), [64, 128]);
+    assert_eq!(const_dims(&untied, "fc2.weight"), [128, 64]);
+    assert_eq!(const_dims(&untied, "fc2.bias"), [64]);
+    assert_eq!(const_dims(&untied, "fc1.bias"), [128]);
+    let tied = run_pipeline(&model, &format!("group{{untie-constants=false}},{prune}"));
+    assert_eq!(const_dims(&tied, "fc2.weight"), [128, 128]);
+}

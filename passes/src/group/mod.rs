@@ -75,6 +75,12 @@ pub static INFO: PassInfo = PassInfo {
             help: "first fold shape computations into constants (as the fold-shapes pass)",
         },
         OptionDecl {
+            name: "untie-constants",
+            kind: OptionKind::Bool,
+            default: "true",
+            help: "first make each Identity of a constant a constant of its own: exporters alias equal parameters (zero biases, unit norm scales of a fresh model) that way, which would couple unrelated layers",
+        },
+        OptionDecl {
             name: "protect",
             kind: OptionKind::Str,
             default: "",
@@ -102,6 +108,7 @@ pub static INFO: PassInfo = PassInfo {
     create: |opts: &Options| {
         Ok(Box::new(Group {
             fold: opts.bool("fold-shapes"),
+            untie: opts.bool("untie-constants"),
             protect: patterns(opts.str("protect")),
             limits: Limits {
                 nodes: opts.int("node-limit") as usize,
@@ -114,6 +121,7 @@ pub static INFO: PassInfo = PassInfo {
 
 struct Group {
     fold: bool,
+    untie: bool,
     protect: Vec<String>,
     limits: Limits,
 }
@@ -150,6 +158,10 @@ impl Pass for Group {
             pass: INFO.name.to_string(),
             source,
         };
+        if self.untie {
+            let untied = crate::transforms::untie::untie_constant_aliases(&mut model.graph);
+            cx.stat("constant aliases untied", untied);
+        }
         if self.fold {
             let folded = crate::transforms::fold_shapes::fold_shapes(model).map_err(ir)?;
             cx.stat("shape values folded", folded);

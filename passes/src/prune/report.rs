@@ -22,6 +22,27 @@ pub fn measure(model: &Model) -> Measure {
             }
         }
     }
+    // An Identity alias of a float constant (how exporters store equal parameters once) is a
+    // parameter of its own, as the framework counts it; `group` unties such aliases into
+    // constants, which must not change the count.
+    for id in g.node_ids() {
+        let mut node = g.node(id);
+        if node.op_type != "Identity" || !node.canonical_domain().is_empty() {
+            continue;
+        }
+        while let Some(Some(input)) = node.inputs.first() {
+            if let Some(t) = g.constant(*input) {
+                if t.dtype.is_float() {
+                    params += t.num_elements().unwrap_or(0);
+                }
+                break;
+            }
+            match g.value(*input).def {
+                spa_ir::ValueDef::Node(n, _) if g.node(n).op_type == "Identity" => node = g.node(n),
+                _ => break,
+            }
+        }
+    }
     Measure {
         params,
         flops: spa_ir::ops::model_flops(model),

@@ -7,6 +7,7 @@ pub mod fold_constants;
 pub mod fold_shapes;
 pub mod shape_infer;
 pub mod test_print_shapes;
+pub mod untie;
 pub mod verify;
 
 use spa_ir::{Graph, ValueDef, ValueId};
