@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{as_f32, rel_diff_f32 as rel_diff, root, run_pipeline, tract_run, write};
+use common::{as_f32, fixture, rel_diff_f32 as rel_diff, root, run_pipeline, tract_run, write};
 use spa_frontends::onnx::{read_onnx, ReadOptions};
 use spa_ir::Model;
 use std::path::{Path, PathBuf};
@@ -132,11 +132,7 @@ fn const_dims(model: &Model, name: &str) -> Vec<i64> {
 /// alias couples them and protecting one keeps both.
 #[test]
 fn aliased_parameters_do_not_couple_unrelated_layers() {
-    let model = read_onnx(
-        &root().join("fixtures/aliased_params.onnx"),
-        &ReadOptions::default(),
-    )
-    .unwrap();
+    let model = fixture("aliased_params.onnx");
     let prune = "score{criterion=l2},prune{ratio=0.5,protect=fc1.weight}";
     let untied = run_pipeline(&model, &format!("group,{prune}"));
     assert_eq!(const_dims(&untied, "fc1.weight"), [64, 128]);
