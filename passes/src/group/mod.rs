@@ -78,7 +78,7 @@ pub static INFO: PassInfo = PassInfo {
             name: "untie-constants",
             kind: OptionKind::Bool,
             default: "true",
-            help: "first make each Identity of a constant a constant of its own: exporters alias equal parameters (zero biases, unit norm scales of a fresh model) that way, which would couple unrelated layers",
+            help: "first give each Identity of a constant, and each node reading a shared float vector, a constant of its own: exporters store equal parameters once (zero biases, unit norm scales of a fresh model), which would couple unrelated layers",
         },
         OptionDecl {
             name: "protect",
@@ -159,8 +159,8 @@ impl Pass for Group {
             source,
         };
         if self.untie {
-            let untied = crate::transforms::untie::untie_constant_aliases(&mut model.graph);
-            cx.stat("constant aliases untied", untied);
+            let untied = crate::transforms::untie::untie_constants(&mut model.graph);
+            cx.stat("constants untied", untied);
         }
         if self.fold {
             let folded = crate::transforms::fold_shapes::fold_shapes(model).map_err(ir)?;

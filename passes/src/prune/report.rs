@@ -2,10 +2,10 @@
 //! and why. Printed as a short table on stderr and, with `report=FILE`, written as JSON.
 
 use crate::group::GroupAnalysis;
-use spa_ir::Model;
+use spa_ir::{Model, Tensor, ValueId};
 use std::fmt::Write as _;
 
-/// Params (elements of float constants) and FLOPs (from the op registry's cost interface).
+/// Params (elements of float constants, an exporter-shared one once per user) and FLOPs (from the op registry's cost interface).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Measure {
     pub params: u64,
@@ -14,31 +14,54 @@ pub struct Measure {
 
 pub fn measure(model: &Model) -> Measure {
     let g = &model.graph;
+    // Exporters store equal parameters once: an Identity alias of a float constant, or a float
+    // vector read by several nodes, is a parameter of each user, as the framework counts it.
+    // `group` unties both into constants of their own, which must not change the count.
+    let users = g.users();
+    let count = |v: ValueId, t: &Tensor| -> u64 {
+        if !t.dtype.is_float() {
+            return 0;
+        }
+        let copies = if t.dims.len() == 1 && t.dims[0] >= 2 {
+            let mut readers: Vec<_> = users
+                .get(v.index())
+                .map(|u| {
+                    u.iter()
+                        .map(|&(n, _)| n)
+                        .filter(|&n| g.node(n).op_type != "Identity")
+                        .collect()
+                })
+                .unwrap_or_default();
+            readers.dedup();
+            readers.len().max(1) as u64
+        } else {
+            1
+        };
+        copies * t.num_elements().unwrap_or(0)
+    };
     let mut params = 0u64;
     for v in g.value_ids() {
         if let Some(t) = g.constant(v) {
-            if t.dtype.is_float() {
-                params += t.num_elements().unwrap_or(0);
-            }
+            params += count(v, t);
         }
     }
-    // An Identity alias of a float constant (how exporters store equal parameters once) is a
-    // parameter of its own, as the framework counts it; `group` unties such aliases into
-    // constants, which must not change the count.
     for id in g.node_ids() {
-        let mut node = g.node(id);
+        let node = g.node(id);
         if node.op_type != "Identity" || !node.canonical_domain().is_empty() {
             continue;
         }
-        while let Some(Some(input)) = node.inputs.first() {
+        let Some(Some(alias)) = node.outputs.first() else {
+            continue;
+        };
+        // Follow a chain of aliases to its constant.
+        let mut from = node;
+        while let Some(Some(input)) = from.inputs.first() {
             if let Some(t) = g.constant(*input) {
-                if t.dtype.is_float() {
-                    params += t.num_elements().unwrap_or(0);
-                }
+                params += count(*alias, t);
                 break;
             }
             match g.value(*input).def {
-                spa_ir::ValueDef::Node(n, _) if g.node(n).op_type == "Identity" => node = g.node(n),
+                spa_ir::ValueDef::Node(n, _) if g.node(n).op_type == "Identity" => from = g.node(n),
                 _ => break,
             }
         }
