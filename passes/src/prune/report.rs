@@ -5,7 +5,8 @@ use crate::group::GroupAnalysis;
 use spa_ir::{Model, Tensor, ValueId};
 use std::fmt::Write as _;
 
-/// Params (elements of float constants, an exporter-shared one once per user) and FLOPs (from the op registry's cost interface).
+/// Params (elements of float constants, an exporter-shared one once per user) and FLOPs (from the
+/// op registry's cost interface).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Measure {
     pub params: u64,
