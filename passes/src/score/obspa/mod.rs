@@ -412,15 +412,17 @@ fn invert(sum: &math::HessianSum, damp: f64) -> Result<Array2<f64>, math::MathEr
 }
 
 /// Where a layer's output joins a residual stream: following its only user through bias Adds and
-/// Muls by a constant and through BatchNorms (at most four steps) to the first Add of two computed
-/// values. Returns the branch value entering that Add and the Add's output.
+/// Muls by a constant, BatchNorms and layout ops that keep every element (Transpose, Reshape,
+/// Flatten, Identity; ConvNeXt permutes back before its layer scale), at most six steps, to the
+/// first Add of two computed values. Returns the branch value entering that Add and the Add's
+/// output.
 fn residual_join(
     graph: &Graph,
     users: &[Vec<(NodeId, usize)>],
     node: NodeId,
 ) -> Option<(ValueId, ValueId)> {
     let mut v = graph.node(node).output(0)?;
-    for _ in 0..4 {
+    for _ in 0..6 {
         let [(n, _)] = users.get(v.index())?.as_slice() else {
             return None;
         };
@@ -431,7 +433,7 @@ fn residual_join(
         let out = next.output(0)?;
         let other = || next.inputs.iter().flatten().copied().find(|&x| x != v);
         match next.op_type.as_str() {
-            "BatchNormalization" => {}
+            "BatchNormalization" | "Transpose" | "Reshape" | "Flatten" | "Identity" => {}
             "Mul" if graph.constant(other()?).is_some() => {}
             "Add" if graph.constant(other()?).is_some() => {}
             "Add" => return Some((v, out)),
@@ -490,9 +492,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn residual_joins_through_bias_scale_and_batchnorm() {
+    fn residual_joins_through_bias_scale_batchnorm_and_layout_ops() {
         let model = spa_ir::text::parse_model(
-            "graph @main(%x: f32[1,4,2,2], %t: f32[3,4]) -> (%y: f32[1,4,2,2], %u: f32[3,4], %v: f32[3,4], %z: f32[3,4]) {
+            "graph @main(%x: f32[1,4,2,2], %t: f32[3,4]) -> (%y: f32[1,4,2,2], %u: f32[3,4], %v: f32[3,4], %z: f32[3,4], %y2: f32[1,4,2,2]) {
   %w = const f32[4,4,1,1] #rand<1>
   %c = onnx.Conv(%x, %w) {kernel_shape = [1, 1]} : f32[1,4,2,2]
   %g = const f32[4] #rand<2>
@@ -514,7 +516,16 @@ mod tests {
   %wd = const f32[4,4] #rand<7>
   %d = onnx.MatMul(%t, %wd) : f32[3,4]
   %z = onnx.Add(%d, %d) : f32[3,4]
-  return %y, %u, %v, %z
+  %xt = onnx.Transpose(%x) {perm = [0, 2, 3, 1]} : f32[1,2,2,4]
+  %we = const f32[4,4] #rand<8>
+  %e = onnx.MatMul(%xt, %we) : f32[1,2,2,4]
+  %be = const f32[4] #rand<9>
+  %eb = onnx.Add(%e, %be) : f32[1,2,2,4]
+  %et = onnx.Transpose(%eb) {perm = [0, 3, 1, 2]} : f32[1,4,2,2]
+  %gam = const f32[4,1,1] #rand<10>
+  %es = onnx.Mul(%et, %gam) : f32[1,4,2,2]
+  %y2 = onnx.Add(%es, %x) : f32[1,4,2,2]
+  return %y, %u, %v, %z, %y2
 }",
         )
         .unwrap();
@@ -535,6 +546,8 @@ mod tests {
         assert_eq!(join("c"), Some(("n".into(), "y".into())));
         // MatMul -> bias Add -> Mul by a constant -> Add(t).
         assert_eq!(join("p"), Some(("ps".into(), "u".into())));
+        // ConvNeXt: MatMul -> bias Add -> Transpose back to NCHW -> layer scale Mul -> Add(x).
+        assert_eq!(join("e"), Some(("es".into(), "y2".into())));
         // A Relu ends the search; so does an Add of the value with itself.
         assert_eq!(join("q"), None);
         assert_eq!(join("d"), None);
