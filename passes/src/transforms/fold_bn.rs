@@ -12,7 +12,7 @@ use crate::error::PassError;
 use crate::manager::PassContext;
 use crate::registry::{Pass, PassInfo};
 use crate::transforms::dce::eliminate_dead_code;
-use spa_ir::{DType, Graph, Model, NodeId, Tensor, Type, Value, ValueDef, ValueId};
+use spa_ir::{DType, Graph, Model, NodeId, Tensor, ValueDef, ValueId};
 use std::collections::HashSet;
 
 pub static INFO: PassInfo = PassInfo {
@@ -136,19 +136,8 @@ fn new_const(graph: &mut Graph, base: &str, t: Tensor, names: &mut HashSet<Strin
         Some(i) if base[i + 8..].bytes().all(|b| b.is_ascii_digit()) => &base[..i],
         _ => base,
     };
-    let mut k = 0;
-    let name = loop {
-        let n = format!("{base}_folded_{k}");
-        if names.insert(n.clone()) {
-            break n;
-        }
-        k += 1;
-    };
-    let mut t = t;
-    t.name = name.clone();
-    let mut v = Value::new(name, Type::tensor(t.dtype, &t.dims), ValueDef::Const);
-    v.init = Some(t);
-    graph.add_value(v)
+    let name = super::fresh_name(names, &format!("{base}_folded_"), 0);
+    super::add_constant(graph, name, t)
 }
 
 /// Try to fold the affine node `id` into the producer of its input; true if folded.

@@ -10,7 +10,28 @@ pub mod test_print_shapes;
 pub mod untie;
 pub mod verify;
 
-use spa_ir::{Graph, ValueDef, ValueId};
+use spa_ir::{Graph, Tensor, Type, Value, ValueDef, ValueId};
+use std::collections::HashSet;
+
+/// The first name `{stem}{k}`, `k = first, first + 1, ...`, not in `names`; recorded there.
+pub(crate) fn fresh_name(names: &mut HashSet<String>, stem: &str, first: usize) -> String {
+    let mut k = first;
+    loop {
+        let n = format!("{stem}{k}");
+        if names.insert(n.clone()) {
+            return n;
+        }
+        k += 1;
+    }
+}
+
+/// Add a constant value `name` holding `t` (renamed to match).
+pub(crate) fn add_constant(graph: &mut Graph, name: String, mut t: Tensor) -> ValueId {
+    t.name = name.clone();
+    let mut v = Value::new(name, Type::tensor(t.dtype, &t.dims), ValueDef::Const);
+    v.init = Some(t);
+    graph.add_value(v)
+}
 
 /// Give graph output `from`'s name (and type, doc string, metadata) to `to`, which replaces it,
 /// so the model's interface keeps its names. Fails, changing nothing, when `to` is a graph

@@ -7,7 +7,7 @@
 //! copy per node (raw bytes are shared, not copied).
 
 use crate::transforms::fold_shapes::replace_with_constants;
-use spa_ir::{Graph, NodeId, Value, ValueDef, ValueId};
+use spa_ir::{Graph, NodeId, ValueId};
 use std::collections::HashSet;
 
 /// Both untyings; returns how many constants were made.
@@ -71,22 +71,10 @@ pub fn untie_shared_vectors(graph: &mut Graph) -> usize {
         let Some(tensor) = graph.constant(v).cloned() else {
             continue;
         };
-        let base = graph.value(v).name.clone();
-        let ty = graph.value(v).ty.clone();
+        let stem = format!("{}.", graph.value(v).name);
         for &reader in readers.iter().skip(1) {
-            let mut k = 1;
-            let name = loop {
-                let n = format!("{base}.{k}");
-                if names.insert(n.clone()) {
-                    break n;
-                }
-                k += 1;
-            };
-            let mut copy = tensor.clone();
-            copy.name = name.clone();
-            let mut value = Value::new(name, ty.clone(), ValueDef::Const);
-            value.init = Some(copy);
-            let nv = graph.add_value(value);
+            let name = super::fresh_name(&mut names, &stem, 1);
+            let nv = super::add_constant(graph, name, tensor.clone());
             for input in graph.node_mut(reader).inputs.iter_mut() {
                 if *input == Some(v) {
                     *input = Some(nv);
