@@ -445,14 +445,7 @@ impl Materializer<'_> {
     }
 
     fn fresh_name(&mut self, base: &str) -> String {
-        let mut k = self.created;
-        loop {
-            let n = format!("{base}_{k}");
-            if self.names.insert(n.clone()) {
-                return n;
-            }
-            k += 1;
-        }
+        crate::transforms::fresh_name(&mut self.names, &format!("{base}_"), self.created)
     }
 
     fn resolve(&self, mut v: ValueId) -> ValueId {

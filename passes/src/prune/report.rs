@@ -2,6 +2,7 @@
 //! and why. Printed as a short table on stderr and, with `report=FILE`, written as JSON.
 
 use crate::group::GroupAnalysis;
+use crate::transforms::untie;
 use spa_ir::{Model, Tensor, ValueId};
 use std::fmt::Write as _;
 
@@ -23,18 +24,8 @@ pub fn measure(model: &Model) -> Measure {
         if !t.dtype.is_float() {
             return 0;
         }
-        let copies = if t.dims.len() == 1 && t.dims[0] >= 2 {
-            let mut readers: Vec<_> = users
-                .get(v.index())
-                .map(|u| {
-                    u.iter()
-                        .map(|&(n, _)| n)
-                        .filter(|&n| g.node(n).op_type != "Identity")
-                        .collect()
-                })
-                .unwrap_or_default();
-            readers.dedup();
-            readers.len().max(1) as u64
+        let copies = if untie::is_untied_vector(t) {
+            untie::reading_nodes(g, &users, v, true).len().max(1) as u64
         } else {
             1
         };

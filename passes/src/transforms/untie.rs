@@ -7,7 +7,7 @@
 //! copy per node (raw bytes are shared, not copied).
 
 use crate::transforms::fold_shapes::replace_with_constants;
-use spa_ir::{Graph, NodeId, ValueId};
+use spa_ir::{Graph, NodeId, Tensor, ValueId};
 use std::collections::HashSet;
 
 /// Both untyings; returns how many constants were made.
@@ -42,6 +42,34 @@ pub fn untie_constant_aliases(graph: &mut Graph) -> usize {
     untied
 }
 
+/// A constant that [`untie_shared_vectors`] copies per reader: a float vector of at least two
+/// elements (a bias or a norm scale).
+pub(crate) fn is_untied_vector(t: &Tensor) -> bool {
+    t.dtype.is_float() && t.dims.len() == 1 && t.dims[0] >= 2
+}
+
+/// The distinct nodes reading `v` (from [`Graph::users`]), in order; without `Identity` nodes
+/// when `skip_identity`.
+pub(crate) fn reading_nodes(
+    graph: &Graph,
+    users: &[Vec<(NodeId, usize)>],
+    v: ValueId,
+    skip_identity: bool,
+) -> Vec<NodeId> {
+    let mut readers: Vec<NodeId> = users
+        .get(v.index())
+        .map(|u| {
+            u.iter()
+                .map(|&(n, _)| n)
+                .filter(|&n| !skip_identity || graph.node(n).op_type != "Identity")
+                .collect()
+        })
+        .unwrap_or_default();
+    // A node's uses are consecutive in `users`.
+    readers.dedup();
+    readers
+}
+
 /// Give every node after the first that reads a float vector constant (rank 1, at least two
 /// elements) its own copy, named `<name>.<k>`; returns how many copies were made. Matrices are
 /// left shared: a tied weight (input and output embeddings) is real tying, and copying it would
@@ -54,20 +82,11 @@ pub fn untie_shared_vectors(graph: &mut Graph) -> usize {
         .collect();
     let shared: Vec<ValueId> = graph
         .constants()
-        .filter(|&v| {
-            !graph.outputs.contains(&v)
-                && graph
-                    .constant(v)
-                    .is_some_and(|t| t.dtype.is_float() && t.dims.len() == 1 && t.dims[0] >= 2)
-        })
+        .filter(|&v| !graph.outputs.contains(&v) && graph.constant(v).is_some_and(is_untied_vector))
         .collect();
     let mut made = 0;
     for v in shared {
-        let mut readers: Vec<NodeId> = users
-            .get(v.index())
-            .map(|u| u.iter().map(|&(n, _)| n).collect())
-            .unwrap_or_default();
-        readers.dedup();
+        let readers = reading_nodes(graph, &users, v, false);
         let Some(tensor) = graph.constant(v).cloned() else {
             continue;
         };
