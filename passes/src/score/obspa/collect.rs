@@ -275,7 +275,7 @@ fn accumulate(
     let flush = |pending: &mut Vec<Array2<f32>>, sum: &mut HessianSum| {
         let parts: Vec<(Array2<f32>, u64)> = pending
             .par_iter()
-            .map(|b| (b.t().dot(b), b.nrows() as u64))
+            .map(|b| (super::math::gram(b.view()), b.nrows() as u64))
             .collect();
         for (g, rows) in &parts {
             sum.add_gram(g, *rows);
