@@ -303,7 +303,6 @@ pub fn spd_inverse(h: &Array2<f64>) -> Result<Array2<f64>, MathError> {
     Ok(out)
 }
 
-/// The `q x q` block of `a` at rows and columns `q`.
 /// Element `(i, j)` of a symmetric matrix read from its lower triangle (the greedy search keeps
 /// only that half of `Hinv` up to date; a full symmetric matrix reads the same).
 fn lower_at(a: &Array2<f64>, i: usize, j: usize) -> f64 {
@@ -314,7 +313,7 @@ fn lower_at(a: &Array2<f64>, i: usize, j: usize) -> f64 {
     }
 }
 
-/// The symmetric block `a[q, q]`, read from the lower triangle.
+/// The `q x q` block of a symmetric `a` at rows and columns `q`, read from the lower triangle.
 fn block(a: &Array2<f64>, q: &[usize]) -> Array2<f64> {
     Array2::from_shape_fn((q.len(), q.len()), |(i, j)| lower_at(a, q[i], q[j]))
 }
