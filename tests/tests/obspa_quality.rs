@@ -153,6 +153,40 @@ fn compensated_masking_equals_compensated_pruning() {
     assert!(rel_error(&b, &orig) > 1e-4);
 }
 
+#[test]
+fn attention_qk_dims_rebased_and_scored_through_the_output() {
+    // transformer_block.onnx: LayerNorm, 4 heads of 8 dims (Q/K, V), an MLP; batch 1.
+    let model = load("transformer_block.onnx");
+    let inputs: Vec<Vec<Input>> = (0..8)
+        .map(|i| {
+            let dims = tract_run::inputs(&model)[0].0.clone();
+            vec![(dims.clone(), DType::F32, normal_inputs(&dims, 300 + i))]
+        })
+        .collect();
+    let score = "group,score{criterion=obspa,data=synthetic,seed=1,samples=64}";
+    // Only the Q/K head dims are pruned: heads stay, V and the MLP are protected.
+    let prune = "prune{ratio=0.5,heads=dims,protect=\"*v_proj*,*mlp*\"}";
+    let e = errors(
+        &model,
+        "attention",
+        &inputs,
+        &[
+            score,
+            &format!("{score},{prune}"),
+            &format!("group,score{{criterion=l2}},{prune}"),
+        ],
+    );
+    // The score pass re-bases Q and K per head: the same function.
+    assert!(
+        e[0] < 1e-5,
+        "scoring changed the model's outputs by {}",
+        e[0]
+    );
+    // Cutting the weakest directions of every head loses less than cutting l2's smallest dims
+    // (what obspa did before: l2 was its fallback for these dims). Measured: 0.32 against 0.48.
+    assert!(e[1] < 0.8 * e[2], "obspa {} vs l2 {}", e[1], e[2]);
+}
+
 /// Top-1 accuracy of `model` in tract on the first `n` held-out MNIST digits of the quality table.
 fn mnist_accuracy(model: &Model, dir: &Path, name: &str, n: usize) -> f64 {
     use spa_passes::calib::npy::ArrayData;
@@ -235,8 +269,9 @@ fn synthetic_obspa_keeps_a_trained_cnn_accurate() {
 fn synthetic_obspa_keeps_a_trained_vit_accurate() {
     // The MNIST ViT of docs/quality.md has no BatchNorm, so nothing tells the noise's scale: each
     // synthetic sample gets its own, log-uniform over a decade. With standard normal noise alone
-    // (the synthetic data before) obspa scores 86.7% here, and 87.6% in the quality table, below
-    // lamp's 88.4%.
+    // (the synthetic data before) obspa scored 86.7% here, and 87.6% in the quality table, below
+    // lamp's 88.4%; with the noise scales 91.7%, and since the Q/K head dims are re-based and
+    // scored through the attention output (docs/obspa.md), 95.7% (unpruned 96.7%).
     let (base, acc) = mnist_accuracies(
         "vit",
         &[
@@ -247,11 +282,11 @@ fn synthetic_obspa_keeps_a_trained_vit_accurate() {
     );
     assert!(base > 0.94, "unpruned accuracy {base}");
     assert!(
-        acc[0] > base - 0.06,
+        acc[0] > base - 0.03,
         "obspa synthetic {} vs unpruned {base}",
         acc[0]
     );
-    for (j, name, margin) in [(1, "l2", 0.05), (2, "lamp", 0.02)] {
+    for (j, name, margin) in [(1, "l2", 0.1), (2, "lamp", 0.05)] {
         assert!(
             acc[0] > acc[j] + margin,
             "obspa synthetic {} vs {name} {}",

@@ -7,7 +7,7 @@
 use super::positions;
 use crate::group::GroupAnalysis;
 use crate::score::obspa::{math, Compensation};
-use spa_ir::{AttrValue, DType, Model, Tensor, ValueDef};
+use spa_ir::{AttrValue, DType, Graph, Model, Tensor, ValueDef, ValueId};
 use std::collections::HashMap;
 
 /// What was done, for statistics and warnings.
@@ -83,16 +83,25 @@ pub fn apply(
                 continue;
             }
         }
-        let mut new = Tensor::from_f32(t.dims.clone(), &w);
-        new.name = t.name.clone();
-        new.doc_string = t.doc_string.clone();
-        new.metadata_props = t.metadata_props.clone();
-        if graph.value(c.weight).init.is_some() {
-            graph.value_mut(c.weight).init = Some(new);
-        } else if let ValueDef::Node(n, 0) = graph.value(c.weight).def {
-            graph.node_mut(n).set_attr("value", AttrValue::Tensor(new));
-        }
+        replace_f32(graph, c.weight, &w);
         done.layers += 1;
     }
     done
+}
+
+/// Replace the data of the f32 constant `v` (an initializer or a `Constant` node), keeping its
+/// dims, name, doc string and metadata.
+pub(crate) fn replace_f32(graph: &mut Graph, v: ValueId, data: &[f32]) {
+    let Some(t) = graph.constant(v) else {
+        return;
+    };
+    let mut new = Tensor::from_f32(t.dims.clone(), data);
+    new.name = t.name.clone();
+    new.doc_string = t.doc_string.clone();
+    new.metadata_props = t.metadata_props.clone();
+    if graph.value(v).init.is_some() {
+        graph.value_mut(v).init = Some(new);
+    } else if let ValueDef::Node(n, 0) = graph.value(v).def {
+        graph.node_mut(n).set_attr("value", AttrValue::Tensor(new));
+    }
 }

@@ -64,13 +64,19 @@ pub(super) fn scores(
     let mut all: Vec<(ValueId, usize)> = watch.iter().flatten().copied().collect();
     all.sort_unstable_by_key(|&(v, k)| (v.0, k));
     all.dedup();
-    let collected =
-        collect::collect(model, batch, &consumers, &[], &all, &[]).map_err(|message| {
-            PassError::Failed {
-                pass: "score".into(),
-                message,
-            }
-        })?;
+    let collected = collect::collect(
+        model,
+        batch,
+        &consumers,
+        &[],
+        &all,
+        &[],
+        &mut spa_ir::interp::NoObserver,
+    )
+    .map_err(|message| PassError::Failed {
+        pass: "score".into(),
+        message,
+    })?;
     let l2 = fallback(model, groups)?;
     let mut by_activation = 0;
     let per_space = watch

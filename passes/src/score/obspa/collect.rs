@@ -61,7 +61,8 @@ fn to_value(graph: &Graph, v: ValueId, a: &NdArray) -> Result<Value, String> {
 }
 
 /// Run the model over `batch`, accumulating Hessians for `consumers[i]` for each `i` in
-/// `hessian_of`, and |activation| sums for `watch`.
+/// `hessian_of`, and |activation| sums for `watch`; `extra` sees every node of the collecting
+/// run too.
 pub fn collect(
     model: &Model,
     batch: &CalibBatch,
@@ -69,6 +70,7 @@ pub fn collect(
     hessian_of: &[usize],
     watch: &[(ValueId, usize)],
     energy_of: &[ValueId],
+    extra: &mut dyn Observer,
 ) -> Result<Collected, String> {
     let graph = &model.graph;
     let interp = Interpreter::new(model).map_err(|e| e.to_string())?;
@@ -121,6 +123,7 @@ pub fn collect(
             if failure.is_some() {
                 return;
             }
+            extra.observe(g, n, ins, outs);
             if let Some(&i) = by_node.get(&n) {
                 let (Some(Some(x)), Some(y), Some(sums)) =
                     (ins.first(), outs.first(), hessians.get_mut(&i))

@@ -18,6 +18,7 @@
 //! `data=none` uses `H = I`: scores are cumulative column norms `1/2 ||W_:,Q||^2` and nothing is
 //! compensated. Groups without a consumer (or pinned ones) are scored by `l2` magnitude.
 
+pub mod attention;
 pub mod collect;
 pub mod layer;
 pub mod math;
@@ -30,10 +31,12 @@ use crate::group::GroupAnalysis;
 use crate::manager::PassContext;
 use crate::options::Options;
 use crate::registry::Pass;
-use layer::Consumer;
+use layer::{Consumer, LayerKind};
+use math::HessianSum;
 use ndarray::Array2;
 use rayon::prelude::*;
 use spa_ir::{Graph, Model, NodeId, ValueId};
+use std::collections::HashMap;
 
 /// Greedy steps per group (larger groups remove `ceil(n / MAX_STEPS)` channels per step).
 pub const MAX_STEPS: usize = 128;
@@ -124,13 +127,23 @@ impl Pass for DataScore {
         let groups = cx.analyses.get::<GroupAnalysis>(model)?.clone();
         let batch = calib::load(model, &self.calib).map_err(|e| failed(e.to_string()))?;
         let (mut scores, compensation, stats) = match self.criterion {
-            DataCriterion::Obspa => obspa_scores(
-                model,
-                &groups,
-                batch.as_ref(),
-                self.damp,
-                self.normalize == Normalize::Relative,
-            )?,
+            DataCriterion::Obspa => {
+                let out = obspa_scores(
+                    model,
+                    &groups,
+                    batch.as_ref(),
+                    self.damp,
+                    self.normalize == Normalize::Relative,
+                )?;
+                // The Q/K bases the attention scores are in (the same function).
+                for (v, data) in &out.rotations {
+                    crate::prune::compensate::replace_f32(&mut model.graph, *v, data);
+                }
+                for w in out.warnings {
+                    cx.warn(w);
+                }
+                (out.scores, out.compensation, out.stats)
+            }
             DataCriterion::Activation => {
                 let batch = batch
                     .as_ref()
@@ -187,13 +200,23 @@ pub(super) fn fallback(model: &Model, groups: &GroupAnalysis) -> Result<Scores, 
     )
 }
 
+/// What `obspa` computes.
+struct ObspaOut {
+    scores: Scores,
+    compensation: Option<Compensation>,
+    stats: Stats,
+    /// New data of the attention Q/K weights and biases (see [`attention`]).
+    rotations: Vec<Rotation>,
+    warnings: Vec<String>,
+}
+
 fn obspa_scores(
     model: &Model,
     groups: &GroupAnalysis,
     batch: Option<&calib::CalibBatch>,
     damp: f64,
     relative: bool,
-) -> Result<(Scores, Option<Compensation>, Stats), PassError> {
+) -> Result<ObspaOut, PassError> {
     let graph = &model.graph;
     let consumers = layer::find_consumers(model, groups);
     // The consumers of each prunable space, with the columns of each channel.
@@ -220,6 +243,45 @@ fn obspa_scores(
     let mut used: Vec<usize> = uses.iter().flatten().map(|(i, _)| *i).collect();
     used.sort_unstable();
     used.dedup();
+    // Attention Q/K head dims (no consumer): measured through the attention output.
+    let unconsumed: Vec<bool> = uses.iter().map(|u| u.is_empty()).collect();
+    let sites: Vec<attention::Site> = match batch {
+        Some(_) => attention::find_sites(model, groups, &consumers, &unconsumed)
+            .into_iter()
+            .filter(|s| used.binary_search(&s.consumer).is_ok())
+            .collect(),
+        None => Vec::new(),
+    };
+    // The projections' input Hessians: their own consumer entries where they are consumers,
+    // else extra entries past the consumer list.
+    let mut all = consumers.clone();
+    let mut projections: Vec<[usize; 2]> = Vec::new();
+    for site in &sites {
+        let mut ix = [0; 2];
+        for (k, side) in [&site.q, &site.k].into_iter().enumerate() {
+            ix[k] = match all.iter().position(|c| c.node == side.node) {
+                Some(i) => i,
+                None => {
+                    all.push(Consumer {
+                        node: side.node,
+                        weight: side.weight,
+                        in_axis: 0,
+                        kind: LayerKind::MatMul,
+                        subs: 1,
+                        rows: side.pos.len(),
+                        inputs: side.rows_in,
+                        kernel: 1,
+                    });
+                    all.len() - 1
+                }
+            };
+        }
+        projections.push(ix);
+    }
+    let mut hessian_of = used.clone();
+    hessian_of.extend(projections.iter().flatten());
+    hessian_of.sort_unstable();
+    hessian_of.dedup();
     // Weights as matrices, per consumer and sub-layer.
     let weights: Vec<Option<Vec<Array2<f64>>>> = consumers
         .par_iter()
@@ -261,6 +323,8 @@ fn obspa_scores(
                 .map(|ws| ws.iter().map(|w| w.iter().map(|v| v * v).sum()).collect());
         }
     }
+    let mut recorded: Vec<Vec<attention::RecordedBatch>> = Vec::new();
+    let mut projection_hessians: HashMap<usize, HessianSum> = HashMap::new();
     // Inverse Hessians (none for data=none).
     let hinv: Option<Vec<Option<Vec<Array2<f64>>>>> = match batch {
         None => None,
@@ -269,8 +333,26 @@ fn obspa_scores(
                 joins.iter().flatten().flat_map(|&(b, s)| [b, s]).collect();
             energy_of.sort_unstable_by_key(|v| v.0);
             energy_of.dedup();
-            let collected = collect::collect(model, batch, &consumers, &used, &[], &energy_of)
-                .map_err(failed)?;
+            let mut recorder = attention::Recorder::new(&sites, &all);
+            let mut collected = collect::collect(
+                model,
+                batch,
+                &all,
+                &hessian_of,
+                &[],
+                &energy_of,
+                &mut recorder,
+            )
+            .map_err(failed)?;
+            recorded = recorder.into_batches();
+            for i in projections.iter().flatten() {
+                if let Some(h) = collected.hessians.get(i).and_then(|h| h.first()) {
+                    projection_hessians.insert(*i, h.clone());
+                }
+            }
+            collected
+                .hessians
+                .retain(|i, _| used.binary_search(i).is_ok());
             if relative {
                 energy = consumers
                     .par_iter()
@@ -361,6 +443,20 @@ fn obspa_scores(
             Ok(scores)
         })
         .collect::<Result<_, PassError>>()?;
+    let mut per_space = per_space;
+    let site_out = attention_scores(
+        model,
+        &sites,
+        &projections,
+        &projection_hessians,
+        &recorded,
+        &weights,
+        &energy,
+        relative,
+    );
+    for (s, scores) in &site_out.scores {
+        per_space[*s] = scores.clone();
+    }
     let scored = uses.iter().filter(|u| !u.is_empty()).count();
     let compensation = hinv.map(|h| Compensation {
         layers: h
@@ -382,18 +478,131 @@ fn obspa_scores(
         ),
         ("groups scored by obspa", scored),
         (
+            "Q/K head-dim groups scored through the attention output",
+            site_out.scores.len(),
+        ),
+        (
             "groups scored by l2 (no consumer or pinned)",
-            groups.spaces.len() - scored,
+            groups.spaces.len() - scored - site_out.scores.len(),
         ),
     ];
-    Ok((
-        Scores {
+    Ok(ObspaOut {
+        scores: Scores {
             criterion: "obspa".into(),
             per_space,
         },
         compensation,
         stats,
-    ))
+        rotations: site_out.rotations,
+        warnings: site_out.warnings,
+    })
+}
+
+/// New data for a constant.
+type Rotation = (ValueId, Vec<f32>);
+/// A site's losses (of cutting 1..=dim directions) and its Q/K weights in the new basis.
+type SiteResult = (Vec<f64>, Vec<Rotation>);
+
+#[derive(Default)]
+struct SiteOut {
+    /// Per space.
+    scores: HashMap<usize, Vec<f64>>,
+    rotations: Vec<Rotation>,
+    warnings: Vec<String>,
+}
+
+/// Scores and Q/K bases of the attention sites ([`attention`]); a site that fails leaves its
+/// space to the `l2` fallback, with a warning.
+#[allow(clippy::too_many_arguments)]
+fn attention_scores(
+    model: &Model,
+    sites: &[attention::Site],
+    projections: &[[usize; 2]],
+    hessians: &HashMap<usize, HessianSum>,
+    recorded: &[Vec<attention::RecordedBatch>],
+    weights: &[Option<Vec<Array2<f64>>>],
+    energy: &[Option<Vec<f64>>],
+    relative: bool,
+) -> SiteOut {
+    let graph = &model.graph;
+    let mut out = SiteOut::default();
+    // Per space: summed losses and energies of its sites.
+    let mut sums: HashMap<usize, (Vec<f64>, f64)> = HashMap::new();
+    let results: Vec<Result<SiteResult, String>> = sites
+        .iter()
+        .enumerate()
+        .map(|(i, site)| {
+            let read = |v: ValueId| -> Result<Vec<f32>, String> {
+                graph
+                    .constant(v)
+                    .ok_or("not a constant")?
+                    .to_f32()
+                    .map_err(|e| e.to_string())
+            };
+            let (wq, wk) = (read(site.q.weight)?, read(site.k.weight)?);
+            let [qi, ki] = projections[i];
+            let (Some(hq), Some(hk)) = (hessians.get(&qi), hessians.get(&ki)) else {
+                return Err("no input Hessian of a projection".into());
+            };
+            let basis = attention::basis(site, &wq, &wk, hq, hk).map_err(|e| e.to_string())?;
+            let wo = weights
+                .get(site.consumer)
+                .and_then(|w| w.as_ref())
+                .and_then(|w| w.first())
+                .ok_or("the output projection's weight is unreadable")?;
+            let losses = attention::measure(
+                model,
+                site,
+                &basis,
+                recorded.get(i).map(|r| r.as_slice()).unwrap_or(&[]),
+                wo,
+            )?;
+            let (h, d) = (site.heads, site.dim);
+            let mut rot = Vec::new();
+            for (side, t) in [(&site.q, &basis.g), (&site.k, &basis.gt)] {
+                for v in std::iter::once(side.weight).chain(side.bias) {
+                    let data = attention::rotate(&read(v)?, &side.pos, h, d, t)
+                        .ok_or("a Q/K weight has an unexpected shape")?;
+                    rot.push((v, data));
+                }
+            }
+            Ok((losses, rot))
+        })
+        .collect();
+    for (site, r) in sites.iter().zip(results) {
+        match r {
+            Ok((losses, rot)) => {
+                let e: f64 = energy
+                    .get(site.consumer)
+                    .and_then(|e| e.as_ref())
+                    .map(|e| e.iter().sum())
+                    .unwrap_or(0.0);
+                let entry = sums
+                    .entry(site.space)
+                    .or_insert_with(|| (vec![0.0; losses.len()], 0.0));
+                if entry.0.len() == losses.len() {
+                    entry.0.iter_mut().zip(&losses).for_each(|(a, l)| *a += l);
+                    entry.1 += e;
+                    out.rotations.extend(rot);
+                }
+            }
+            Err(e) => out.warnings.push(format!(
+                "obspa: Q/K head dims at node '{}' are scored by l2: {e}",
+                graph.node(site.chain[0].0).label()
+            )),
+        }
+    }
+    for (s, (losses, e)) in sums {
+        let mut scores = attention::scores(&losses);
+        if relative {
+            if !(e > 0.0 && e.is_finite()) {
+                continue;
+            }
+            scores.iter_mut().for_each(|x| *x /= e);
+        }
+        out.scores.insert(s, scores);
+    }
+    out
 }
 
 /// Damped inverse Hessian; the damping grows tenfold (up to four times) until `H` is positive

@@ -1,0 +1,762 @@
+//! Attention Q/K head dims: the channels no layer consumes, scored by what removing them does to
+//! the attention output, in a basis where that is small.
+//!
+//! Q/K head dims meet only in the score MatMul `Q K^T`, so no weight's input axis carries them
+//! and the OBS search has nothing to re-fit. Per head the logits are `x_q Wq Wk^T x_k^T`: any
+//! invertible `G` (per head) with `Wq -> Wq G` and `Wk -> Wk G^-T` (biases alike) leaves them,
+//! and so the model, unchanged. With `Wq^T C_q Wq = Ra^T Ra` and `Wk^T C_k Wk = Rb^T Rb` (`C`: the
+//! projections' input Hessians) and the SVD `Ra Rb^T = U S V^T`, the choice
+//! `G = Rb^T V S^-1/2` (so `G^-T = Rb^-1 V S^1/2`) makes head dim `j` carry the `j`-th singular
+//! direction of the whitened bilinear form, balanced between Q and K: dropping the last dims is
+//! then the best low-rank cut of each head's logits (for independent query and key inputs).
+//!
+//! A channel's score is measured, not estimated: on recorded calibration batches, the Q side is
+//! cut to the first `n - r` directions of every head (`Y -> Y G P_r G^-1` where the projection's
+//! columns are still per column) and the nodes from there to the next consumer (the output
+//! projection: score MatMul, scaling, mask, Softmax, `P V`, layout ops) are evaluated again. The
+//! loss is `1/N ||dZ Wo^T||^2`, in the units of the OBS losses of `Wo`; with `normalize=relative`
+//! it is divided by the same output energy as `Wo`'s own scores. Channel `n - r` gets the loss of
+//! cutting `r` dims (a running maximum), so scores grow along the cut order and `prune` removes
+//! the last directions. The rotation is written into the model by the score pass itself (the
+//! model computes the same function), so the scores hold whatever passes run before `prune`.
+
+use super::layer::Consumer;
+use super::math::{self, HessianSum};
+use crate::group::GroupAnalysis;
+use ndarray::{s, Array2, ArrayD, IxDyn};
+use rayon::prelude::*;
+use spa_ir::interp::{eval_node, Observer, Value};
+use spa_ir::{Graph, Model, NodeId, ValueId};
+use std::collections::HashMap;
+
+/// Calibration rows (query positions) recorded per site for the measurement.
+pub const RECORD_ROWS: usize = 2048;
+
+/// One projection (`x W + b`) feeding a side of the score MatMul.
+#[derive(Clone, Debug)]
+pub struct Side {
+    pub node: NodeId,
+    pub weight: ValueId,
+    pub bias: Option<ValueId>,
+    /// The value after the bias (and scalar Muls): still one column per weight column.
+    pub point: ValueId,
+    /// Layout nodes from `point` to the score MatMul, with the input slot the path enters.
+    pub path: Vec<(NodeId, usize)>,
+    /// Per weight column: (head, head dim).
+    pub pos: Vec<(usize, usize)>,
+    pub rows_in: usize,
+}
+
+/// A score MatMul whose contracted axis carries a prunable space no layer consumes.
+#[derive(Clone, Debug)]
+pub struct Site {
+    /// Index into `groups.spaces`.
+    pub space: usize,
+    pub q: Side,
+    pub k: Side,
+    /// The score MatMul and the nodes after it up to the consumer, with the slot the path
+    /// enters.
+    pub chain: Vec<(NodeId, usize)>,
+    /// Index into the consumer list (the output projection).
+    pub consumer: usize,
+    pub heads: usize,
+    pub dim: usize,
+}
+
+const LAYOUT: [&str; 6] = [
+    "Transpose",
+    "Reshape",
+    "Identity",
+    "Squeeze",
+    "Unsqueeze",
+    "Flatten",
+];
+
+fn numel(graph: &Graph, v: ValueId) -> Option<usize> {
+    let t = graph.constant(v)?;
+    t.dims
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(usize::try_from(d).ok()?))
+}
+
+/// The only user of `v` (not a graph output), with the slot it reads `v` at.
+fn only_user(graph: &Graph, users: &[Vec<(NodeId, usize)>], v: ValueId) -> Option<(NodeId, usize)> {
+    if graph.outputs.contains(&v) {
+        return None;
+    }
+    match users.get(v.index())?.as_slice() {
+        [(n, slot)] => Some((*n, *slot)),
+        _ => None,
+    }
+}
+
+/// A projection of space `atom` channels: MatMul with a constant 2-D float weight whose output
+/// axis carries `atom` (and at most one other space, the heads), followed to a score MatMul.
+fn side(
+    model: &Model,
+    groups: &GroupAnalysis,
+    users: &[Vec<(NodeId, usize)>],
+    n: NodeId,
+    atom: usize,
+) -> Option<(Side, NodeId, usize)> {
+    let graph = &model.graph;
+    let node = graph.node(n);
+    if node.op_type != "MatMul" || !node.canonical_domain().is_empty() {
+        return None;
+    }
+    let (x, wv) = (node.input(0)?, node.input(1)?);
+    let w = graph.constant(wv)?;
+    if graph.constant(x).is_some() || w.dims.len() != 2 || w.dtype != spa_ir::DType::F32 {
+        return None;
+    }
+    if users.get(wv.index()).is_none_or(|u| u.len() != 1) {
+        return None;
+    }
+    let (rows_in, cols) = (
+        usize::try_from(w.dims[0]).ok()?,
+        usize::try_from(w.dims[1]).ok()?,
+    );
+    let term = groups.terms.get(&(wv, 1))?;
+    let dims = crate::score::channel_map(groups, term, atom)?;
+    if dims.len() != cols || dims.iter().any(|d| d.is_none()) {
+        return None;
+    }
+    let mut atoms = Vec::new();
+    term.atoms(&mut atoms);
+    atoms.sort_unstable();
+    atoms.dedup();
+    let others: Vec<usize> = atoms.into_iter().filter(|&a| a != atom).collect();
+    let heads: Vec<Option<u32>> = match others.as_slice() {
+        [] => vec![Some(0); cols],
+        [h] => crate::score::channel_map(groups, term, *h)?,
+        _ => return None,
+    };
+    if heads.len() != cols || heads.iter().any(|h| h.is_none()) {
+        return None;
+    }
+    let pos: Vec<(usize, usize)> = heads
+        .iter()
+        .zip(&dims)
+        .map(|(h, d)| (h.unwrap_or(0) as usize, d.unwrap_or(0) as usize))
+        .collect();
+    let mut v = node.output(0)?;
+    let mut point = v;
+    let mut bias = None;
+    let mut path = Vec::new();
+    for _ in 0..8 {
+        let (u, slot) = only_user(graph, users, v)?;
+        let un = graph.node(u);
+        if !un.canonical_domain().is_empty() {
+            return None;
+        }
+        let other = un.inputs.iter().flatten().copied().find(|&i| i != v);
+        let out = un.output(0)?;
+        match un.op_type.as_str() {
+            "Add" if path.is_empty() && bias.is_none() => {
+                let b = other?;
+                if numel(graph, b)? != cols || graph.constant(b)?.dtype != spa_ir::DType::F32 {
+                    return None;
+                }
+                if users.get(b.index()).is_none_or(|u| u.len() != 1) {
+                    return None;
+                }
+                bias = Some(b);
+                point = out;
+            }
+            "Mul" | "Div" if numel(graph, other?) == Some(1) && slot == 0 => {
+                if path.is_empty() {
+                    point = out;
+                } else {
+                    path.push((u, slot));
+                }
+            }
+            "MatMul"
+                if un
+                    .inputs
+                    .iter()
+                    .flatten()
+                    .all(|&i| graph.constant(i).is_none()) =>
+            {
+                let s = Side {
+                    node: n,
+                    weight: wv,
+                    bias,
+                    point,
+                    path,
+                    pos,
+                    rows_in,
+                };
+                return Some((s, u, slot));
+            }
+            op if LAYOUT.contains(&op) && slot == 0 => path.push((u, slot)),
+            _ => return None,
+        }
+        v = out;
+    }
+    None
+}
+
+/// The attention sites of prunable spaces no consumer reads (`unconsumed[s]` true).
+pub fn find_sites(
+    model: &Model,
+    groups: &GroupAnalysis,
+    consumers: &[Consumer],
+    unconsumed: &[bool],
+) -> Vec<Site> {
+    let graph = &model.graph;
+    let users = graph.users();
+    let mut sites = Vec::new();
+    for (s, &a) in groups.spaces.iter().enumerate() {
+        if !unconsumed.get(s).copied().unwrap_or(false) || !groups.atoms[a].prunable() {
+            continue;
+        }
+        let Some(dim) = groups.atoms[a].size.map(|d| d as usize).filter(|&d| d > 0) else {
+            continue;
+        };
+        // Sides by score MatMul and slot.
+        let mut by_score: HashMap<NodeId, [Option<Side>; 2]> = HashMap::new();
+        for n in graph.node_ids() {
+            if let Some((sd, score, slot)) = side(model, groups, &users, n, a) {
+                if slot < 2 {
+                    by_score.entry(score).or_default()[slot] = Some(sd);
+                }
+            }
+        }
+        let mut scores: Vec<_> = by_score.into_iter().collect();
+        scores.sort_by_key(|(n, _)| n.0);
+        for (score, [q, k]) in scores {
+            let (Some(q), Some(k)) = (q, k) else { continue };
+            let heads = q.pos.iter().map(|p| p.0 + 1).max().unwrap_or(0);
+            if heads == 0
+                || q.pos.len() != heads * dim
+                || k.pos.len() != q.pos.len()
+                || k.pos.iter().map(|p| p.0 + 1).max() != Some(heads)
+            {
+                continue;
+            }
+            let Some((chain, consumer)) = chain_to_consumer(graph, &users, consumers, score) else {
+                continue;
+            };
+            sites.push(Site {
+                space: s,
+                q,
+                k,
+                chain,
+                consumer,
+                heads,
+                dim,
+            });
+        }
+    }
+    sites
+}
+
+/// From the score MatMul (slot 0 entered) through single-user nodes to a consumer reading the
+/// path's value as its layer input.
+fn chain_to_consumer(
+    graph: &Graph,
+    users: &[Vec<(NodeId, usize)>],
+    consumers: &[Consumer],
+    score: NodeId,
+) -> Option<(Vec<(NodeId, usize)>, usize)> {
+    let mut chain = vec![(score, 0)];
+    let mut v = graph.node(score).output(0)?;
+    for _ in 0..12 {
+        let (u, slot) = only_user(graph, users, v)?;
+        let un = graph.node(u);
+        if !un.canonical_domain().is_empty() || un.outputs.len() != 1 {
+            return None;
+        }
+        if un.inputs.iter().flatten().filter(|&&i| i == v).count() != 1 {
+            return None;
+        }
+        if let Some(i) = consumers.iter().position(|c| c.node == u) {
+            return (slot == 0).then_some((chain, i));
+        }
+        chain.push((u, slot));
+        v = un.output(0)?;
+    }
+    None
+}
+
+/// What a site records from one calibration batch.
+#[derive(Clone, Default)]
+struct Batch {
+    point: Option<Value>,
+    inputs: HashMap<NodeId, Vec<Option<Value>>>,
+    z: Option<Value>,
+}
+
+/// Records, per site, the values the measurement re-evaluates, for the first
+/// [`RECORD_ROWS`] rows.
+pub struct Recorder<'s> {
+    sites: &'s [Site],
+    consumer_nodes: Vec<NodeId>,
+    current: Vec<Batch>,
+    done: Vec<Vec<Batch>>,
+    rows: Vec<usize>,
+}
+
+impl<'s> Recorder<'s> {
+    pub fn new(sites: &'s [Site], consumers: &[Consumer]) -> Recorder<'s> {
+        Recorder {
+            sites,
+            consumer_nodes: sites.iter().map(|s| consumers[s.consumer].node).collect(),
+            current: vec![Batch::default(); sites.len()],
+            done: vec![Vec::new(); sites.len()],
+            rows: vec![0; sites.len()],
+        }
+    }
+}
+
+impl Observer for Recorder<'_> {
+    fn observe(&mut self, graph: &Graph, node: NodeId, ins: &[Option<&Value>], outs: &[Value]) {
+        for (i, site) in self.sites.iter().enumerate() {
+            if self.rows[i] >= RECORD_ROWS {
+                continue;
+            }
+            let nd = graph.node(node);
+            if let Some(k) = nd.outputs.iter().position(|o| *o == Some(site.q.point)) {
+                self.current[i].point = outs.get(k).cloned();
+            }
+            if site
+                .q
+                .path
+                .iter()
+                .chain(&site.chain)
+                .any(|&(n, _)| n == node)
+            {
+                self.current[i]
+                    .inputs
+                    .insert(node, ins.iter().map(|x| x.cloned()).collect());
+            }
+            if node == self.consumer_nodes[i] {
+                let z = ins.first().copied().flatten().cloned();
+                let cols = z
+                    .as_ref()
+                    .and_then(|z| z.shape().last().copied())
+                    .unwrap_or(0);
+                let b = std::mem::take(&mut self.current[i]);
+                if let (Some(z), true) = (z, cols > 0) {
+                    self.rows[i] += z.len() / cols;
+                    self.done[i].push(Batch { z: Some(z), ..b });
+                }
+            }
+        }
+    }
+}
+
+impl Recorder<'_> {
+    pub fn into_batches(self) -> Vec<Vec<RecordedBatch>> {
+        self.done
+            .into_iter()
+            .map(|bs| {
+                bs.into_iter()
+                    .filter_map(|b| {
+                        Some(RecordedBatch {
+                            point: b.point?,
+                            inputs: b.inputs,
+                            z: b.z?,
+                        })
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+/// One recorded batch of a site.
+pub struct RecordedBatch {
+    point: Value,
+    inputs: HashMap<NodeId, Vec<Option<Value>>>,
+    z: Value,
+}
+
+/// The per-head bases: `g[h]` (applied to Q's columns of head `h`) and `gt[h] = G^-T` (to K's).
+pub struct Basis {
+    pub g: Vec<Array2<f64>>,
+    pub gt: Vec<Array2<f64>>,
+}
+
+/// Columns of head `h`, in head-dim order.
+fn head_columns(pos: &[(usize, usize)], heads: usize, dim: usize) -> Vec<Vec<usize>> {
+    let mut cols = vec![vec![usize::MAX; dim]; heads];
+    for (c, &(h, d)) in pos.iter().enumerate() {
+        if let Some(x) = cols.get_mut(h).and_then(|v| v.get_mut(d)) {
+            *x = c;
+        }
+    }
+    cols
+}
+
+/// Upper `R` with `R^T R = A^T C A` (a tiny ridge keeps dead directions factorable).
+fn whitened_factor(a: &Array2<f64>, c: &Array2<f64>) -> Result<Array2<f64>, math::MathError> {
+    let mut gram = a.t().dot(&c.dot(a));
+    let n = gram.nrows().max(1) as f64;
+    let ridge = 1e-10 * (gram.diag().sum() / n).max(1e-30);
+    gram.diag_mut().iter_mut().for_each(|x| *x += ridge);
+    Ok(math::cholesky(&gram)?.reversed_axes())
+}
+
+/// The bases of a site from the two projections' input Hessians.
+pub fn basis(
+    site: &Site,
+    wq: &[f32],
+    wk: &[f32],
+    cq: &HessianSum,
+    ck: &HessianSum,
+) -> Result<Basis, math::MathError> {
+    let (hq, hk) = (cq.hessian(0.0), ck.hessian(0.0));
+    let mut g = Vec::with_capacity(site.heads);
+    let mut gt = Vec::with_capacity(site.heads);
+    let qc = head_columns(&site.q.pos, site.heads, site.dim);
+    let kc = head_columns(&site.k.pos, site.heads, site.dim);
+    let wcols = site.q.pos.len();
+    for h in 0..site.heads {
+        let take = |w: &[f32], cols: &[usize], rows: usize| {
+            Array2::from_shape_fn((rows, site.dim), |(r, j)| {
+                w.get(r * wcols + cols[j]).copied().unwrap_or(0.0) as f64
+            })
+        };
+        let aq = take(wq, &qc[h], site.q.rows_in);
+        let ak = take(wk, &kc[h], site.k.rows_in);
+        let ra = whitened_factor(&aq, &hq)?;
+        let rb = whitened_factor(&ak, &hk)?;
+        let (v, sv) = jacobi_right(&ra.dot(&rb.t()));
+        let top = sv.first().copied().unwrap_or(0.0);
+        let d: Vec<f64> = sv
+            .iter()
+            .map(|&x| x.max(top * 1e-9).max(1e-300).sqrt())
+            .collect();
+        // G = Rb^T V D^-1, G^-T = Rb^-1 V D.
+        let mut gh = rb.t().dot(&v);
+        let mut gth = upper_solve(&rb, &v);
+        for (j, &dj) in d.iter().enumerate() {
+            gh.column_mut(j).mapv_inplace(|x| x / dj);
+            gth.column_mut(j).mapv_inplace(|x| x * dj);
+        }
+        g.push(gh);
+        gt.push(gth);
+    }
+    Ok(Basis { g, gt })
+}
+
+/// `R^-1 B` for upper-triangular `R`.
+fn upper_solve(r: &Array2<f64>, b: &Array2<f64>) -> Array2<f64> {
+    let n = r.nrows();
+    let mut x = b.clone();
+    for c in 0..x.ncols() {
+        for i in (0..n).rev() {
+            let mut acc = x[(i, c)];
+            for k in i + 1..n {
+                acc -= r[(i, k)] * x[(k, c)];
+            }
+            x[(i, c)] = if r[(i, i)] != 0.0 {
+                acc / r[(i, i)]
+            } else {
+                0.0
+            };
+        }
+    }
+    x
+}
+
+/// One-sided Jacobi: orthogonal `V` and singular values `s` (descending) with `M V = U diag(s)`.
+pub fn jacobi_right(m: &Array2<f64>) -> (Array2<f64>, Vec<f64>) {
+    let n = m.ncols();
+    let mut a = m.clone();
+    let mut v = Array2::<f64>::eye(n);
+    for _ in 0..60 {
+        let mut rotated = false;
+        for p in 0..n {
+            for q in p + 1..n {
+                let (cp, cq) = (a.column(p), a.column(q));
+                let alpha = cp.dot(&cp);
+                let beta = cq.dot(&cq);
+                let gamma = cp.dot(&cq);
+                if gamma.abs() <= 1e-15 * (alpha * beta).sqrt() || gamma == 0.0 {
+                    continue;
+                }
+                rotated = true;
+                let zeta = (beta - alpha) / (2.0 * gamma);
+                let t = zeta.signum() / (zeta.abs() + (1.0 + zeta * zeta).sqrt());
+                let t = if zeta == 0.0 { 1.0 } else { t };
+                let c = 1.0 / (1.0 + t * t).sqrt();
+                let sn = c * t;
+                for mat in [&mut a, &mut v] {
+                    for r in 0..mat.nrows() {
+                        let (x, y) = (mat[(r, p)], mat[(r, q)]);
+                        mat[(r, p)] = c * x - sn * y;
+                        mat[(r, q)] = sn * x + c * y;
+                    }
+                }
+            }
+        }
+        if !rotated {
+            break;
+        }
+    }
+    let norms: Vec<f64> = (0..n)
+        .map(|j| a.column(j).dot(&a.column(j)).sqrt())
+        .collect();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&x, &y| norms[y].total_cmp(&norms[x]).then(x.cmp(&y)));
+    let vs = Array2::from_shape_fn((n, n), |(r, j)| v[(r, order[j])]);
+    (vs, order.iter().map(|&j| norms[j]).collect())
+}
+
+/// `x (rows x cols, row-major over the last axis)` with each head's columns multiplied by `t[h]`.
+fn transform_columns(
+    x: &ArrayD<f32>,
+    cols_of: &[Vec<usize>],
+    t: &[Array2<f64>],
+) -> Option<ArrayD<f32>> {
+    let cols = *x.shape().last()?;
+    let rows = x.len() / cols.max(1);
+    let flat = x.as_standard_layout();
+    let m = flat.view().into_shape_with_order((rows, cols)).ok()?;
+    let mut out = m.to_owned();
+    for (h, hc) in cols_of.iter().enumerate() {
+        let th = t.get(h)?.mapv(|v| v as f32);
+        let sub = Array2::from_shape_fn((rows, hc.len()), |(r, j)| m[(r, hc[j])]);
+        let y = sub.dot(&th);
+        for (j, &c) in hc.iter().enumerate() {
+            out.column_mut(c).assign(&y.column(j));
+        }
+    }
+    out.into_shape_with_order(IxDyn(x.shape())).ok()
+}
+
+/// The measured loss of cutting `r = 1..=dim` directions from every head (index `r - 1`), in
+/// OBS units (`1/N ||dZ Wo^T||^2`), from the recorded batches.
+pub fn measure(
+    model: &Model,
+    site: &Site,
+    basis: &Basis,
+    batches: &[RecordedBatch],
+    wo: &Array2<f64>,
+) -> Result<Vec<f64>, String> {
+    let graph = &model.graph;
+    let qc = head_columns(&site.q.pos, site.heads, site.dim);
+    let wo_t = wo.t().mapv(|v| v as f32);
+    let mut nodes: Vec<(NodeId, usize)> = site.q.path.clone();
+    nodes.extend(site.chain.iter().copied());
+    let rows: usize = batches
+        .iter()
+        .map(|b| b.z.len() / b.z.shape().last().copied().unwrap_or(1).max(1))
+        .sum();
+    if rows == 0 {
+        return Err("no calibration rows were recorded".into());
+    }
+    let losses = (1..=site.dim)
+        .into_par_iter()
+        .map(|r| {
+            let keep = site.dim - r;
+            // T_r = G P_r G^-1 per head, G^-1 = (G^-T)^T.
+            let t: Vec<Array2<f64>> = (0..site.heads)
+                .map(|h| {
+                    let g = basis.g[h].slice(s![.., ..keep]);
+                    let gi = basis.gt[h].slice(s![.., ..keep]);
+                    g.dot(&gi.t())
+                })
+                .collect();
+            let mut loss = 0.0f64;
+            for b in batches {
+                let point = b
+                    .point
+                    .as_f32()
+                    .ok_or_else(|| "the Q projection is not f32".to_string())?;
+                let mut v = Value::f32(
+                    transform_columns(point, &qc, &t)
+                        .ok_or_else(|| "the Q projection has an unexpected shape".to_string())?,
+                );
+                for &(n, slot) in &nodes {
+                    let ins = b.inputs.get(&n).ok_or_else(|| {
+                        format!("node '{}' was not recorded", graph.node(n).label())
+                    })?;
+                    let refs: Vec<Option<&Value>> = ins
+                        .iter()
+                        .enumerate()
+                        .map(|(i, x)| if i == slot { Some(&v) } else { x.as_ref() })
+                        .collect();
+                    let out = eval_node(model, graph, n, &refs).map_err(|e| e.to_string())?;
+                    v = out.into_iter().next().ok_or("a node gave no output")?;
+                }
+                let (Some(zn), Some(z0)) = (v.as_f32(), b.z.as_f32()) else {
+                    return Err("the attention output is not f32".into());
+                };
+                if zn.shape() != z0.shape() {
+                    return Err("the re-evaluated attention output changed shape".into());
+                }
+                let cols = wo_t.nrows();
+                let dz = (zn - z0)
+                    .into_shape_with_order((z0.len() / cols.max(1), cols))
+                    .map_err(|e| e.to_string())?;
+                let dy = dz.dot(&wo_t);
+                loss += dy.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>();
+            }
+            Ok(loss / rows as f64)
+        })
+        .collect::<Result<Vec<f64>, String>>()?;
+    Ok(losses)
+}
+
+/// Scores of a site's channels from the losses of [`measure`]: channel `dim - r` gets the loss
+/// of cutting `r` directions, kept non-decreasing along the cut order.
+pub fn scores(losses: &[f64]) -> Vec<f64> {
+    let n = losses.len();
+    let mut out = vec![0.0; n];
+    let mut acc = 0.0f64;
+    for (r, &l) in losses.iter().enumerate() {
+        acc = acc.max(l);
+        out[n - 1 - r] = acc;
+    }
+    out
+}
+
+/// The rotated weight (or bias) data: head columns multiplied by `t[h]`.
+pub fn rotate(
+    data: &[f32],
+    pos: &[(usize, usize)],
+    heads: usize,
+    dim: usize,
+    t: &[Array2<f64>],
+) -> Option<Vec<f32>> {
+    let cols = pos.len();
+    let a = ArrayD::from_shape_vec(IxDyn(&[data.len() / cols.max(1), cols]), data.to_vec()).ok()?;
+    let out = transform_columns(&a, &head_columns(pos, heads, dim), t)?;
+    Some(out.into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pseudo_random(rows: usize, cols: usize, seed: u64) -> Array2<f64> {
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407)
+            | 1;
+        Array2::from_shape_fn((rows, cols), |_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+        })
+    }
+
+    #[test]
+    fn jacobi_gives_an_orthogonal_basis_of_decreasing_singular_directions() {
+        for (n, seed) in [(1, 1), (5, 2), (16, 3)] {
+            let m = pseudo_random(n, n, seed);
+            let (v, s) = jacobi_right(&m);
+            let vtv = v.t().dot(&v);
+            let mv = m.dot(&v);
+            let gram = mv.t().dot(&mv);
+            for i in 0..n {
+                for j in 0..n {
+                    let id = if i == j { 1.0 } else { 0.0 };
+                    assert!((vtv[(i, j)] - id).abs() < 1e-10, "V not orthogonal");
+                    let want = if i == j { s[i] * s[i] } else { 0.0 };
+                    assert!(
+                        (gram[(i, j)] - want).abs() < 1e-9,
+                        "M V columns not orthogonal"
+                    );
+                }
+            }
+            assert!(s.windows(2).all(|w| w[0] >= w[1]), "not descending: {s:?}");
+        }
+    }
+
+    /// A site over `heads` heads of `dim` dims, columns head-major.
+    fn site(rows_in: usize, heads: usize, dim: usize) -> Site {
+        let side = Side {
+            node: NodeId(0),
+            weight: ValueId(0),
+            bias: None,
+            point: ValueId(0),
+            path: Vec::new(),
+            pos: (0..heads * dim).map(|c| (c / dim, c % dim)).collect(),
+            rows_in,
+        };
+        Site {
+            space: 0,
+            q: side.clone(),
+            k: side,
+            chain: Vec::new(),
+            consumer: 0,
+            heads,
+            dim,
+        }
+    }
+
+    fn hessian_of(x: &Array2<f64>) -> HessianSum {
+        let mut h = HessianSum::new(x.ncols());
+        h.xtx = x.t().dot(x);
+        h.rows = x.nrows() as u64;
+        h
+    }
+
+    #[test]
+    fn the_basis_keeps_the_logits_and_orders_and_balances_the_whitened_directions() {
+        let (rows_in, heads, dim) = (7, 2, 3);
+        let st = site(rows_in, heads, dim);
+        let wq = pseudo_random(rows_in, heads * dim, 11);
+        let wk = pseudo_random(rows_in, heads * dim, 12);
+        let (xq, xk) = (
+            pseudo_random(40, rows_in, 13),
+            pseudo_random(40, rows_in, 14),
+        );
+        let f = |a: &Array2<f64>| a.iter().map(|&v| v as f32).collect::<Vec<f32>>();
+        let (hq, hk) = (hessian_of(&xq), hessian_of(&xk));
+        let b = basis(&st, &f(&wq), &f(&wk), &hq, &hk).unwrap();
+        let rq = rotate(&f(&wq), &st.q.pos, heads, dim, &b.g).unwrap();
+        let rk = rotate(&f(&wk), &st.k.pos, heads, dim, &b.gt).unwrap();
+        let to = |v: &[f32]| {
+            Array2::from_shape_fn((rows_in, heads * dim), |(r, c)| {
+                v[r * heads * dim + c] as f64
+            })
+        };
+        let (rq, rk) = (to(&rq), to(&rk));
+        let (cq, ck) = (hq.hessian(0.0), hk.hessian(0.0));
+        for h in 0..heads {
+            let cols = s![.., h * dim..(h + 1) * dim];
+            // Same bilinear form per head.
+            let before = wq.slice(cols).dot(&wk.slice(cols).t());
+            let after = rq.slice(cols).dot(&rk.slice(cols).t());
+            assert!((&before - &after).iter().all(|d| d.abs() < 1e-4));
+            // Whitened Q and K directions: orthogonal, equal norms, decreasing.
+            let gq = rq.slice(cols).t().dot(&cq).dot(&rq.slice(cols));
+            let gk = rk.slice(cols).t().dot(&ck).dot(&rk.slice(cols));
+            for i in 0..dim {
+                for j in 0..dim {
+                    let scale = gq[(0, 0)].abs().max(1e-12);
+                    if i != j {
+                        assert!(
+                            gq[(i, j)].abs() / scale < 1e-4,
+                            "Q directions not orthogonal"
+                        );
+                        assert!(
+                            gk[(i, j)].abs() / scale < 1e-4,
+                            "K directions not orthogonal"
+                        );
+                    }
+                }
+                assert!(
+                    (gq[(i, i)] - gk[(i, i)]).abs() / gq[(0, 0)] < 1e-4,
+                    "not balanced"
+                );
+                if i > 0 {
+                    assert!(gq[(i, i)] <= gq[(i - 1, i - 1)] * (1.0 + 1e-6));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn scores_grow_along_the_cut_order() {
+        // Losses of cutting 1, 2, 3, 4 directions (a noisy measurement may dip).
+        let s = scores(&[0.1, 0.3, 0.25, 0.9]);
+        assert_eq!(s, vec![0.9, 0.3, 0.3, 0.1]);
+    }
+}
