@@ -38,6 +38,14 @@ fn normal_inputs(dims: &[usize], seed: u64) -> Vec<f32> {
         .collect()
 }
 
+/// `sets` held-out input sets for a single-input model with static dims (seeds `seed..`).
+fn held_out(model: &Model, sets: u64, seed: u64) -> Vec<Vec<Input>> {
+    let dims = tract_run::inputs(model)[0].0.clone();
+    (0..sets)
+        .map(|i| vec![(dims.clone(), DType::F32, normal_inputs(&dims, seed + i))])
+        .collect()
+}
+
 /// Outputs of `model` in tract on each input set, concatenated.
 fn outputs(model: &Model, dir: &Path, name: &str, inputs: &[Vec<Input>]) -> Vec<f32> {
     let path = dir.join(name);
@@ -115,12 +123,7 @@ fn obspa_beats_l2_on_an_mlp() {
 fn obspa_beats_l2_on_a_conv_net_with_batchnorm() {
     // conv_bn_residual.onnx: convs, BatchNorms, a residual Add, a classifier; batch 1.
     let model = load("conv_bn_residual.onnx");
-    let inputs: Vec<Vec<Input>> = (0..8)
-        .map(|i| {
-            let dims = tract_run::inputs(&model)[0].0.clone();
-            vec![(dims.clone(), DType::F32, normal_inputs(&dims, 1000 + i))]
-        })
-        .collect();
+    let inputs = held_out(&model, 8, 1000);
     let obspa = "group,score{criterion=obspa,data=synthetic,seed=1,samples=32},prune{ratio=0.5}";
     let e = errors(&model, "convnet", &inputs, &[obspa, L2]);
     assert!(e[0] < e[1], "obspa {} vs l2 {}", e[0], e[1]);
@@ -157,12 +160,7 @@ fn compensated_masking_equals_compensated_pruning() {
 fn attention_qk_dims_rebased_and_scored_through_the_output() {
     // transformer_block.onnx: LayerNorm, 4 heads of 8 dims (Q/K, V), an MLP; batch 1.
     let model = load("transformer_block.onnx");
-    let inputs: Vec<Vec<Input>> = (0..8)
-        .map(|i| {
-            let dims = tract_run::inputs(&model)[0].0.clone();
-            vec![(dims.clone(), DType::F32, normal_inputs(&dims, 300 + i))]
-        })
-        .collect();
+    let inputs = held_out(&model, 8, 300);
     let score = "group,score{criterion=obspa,data=synthetic,seed=1,samples=64}";
     // Only the Q/K head dims are pruned: heads stay, V and the MLP are protected.
     let prune = "prune{ratio=0.5,heads=dims,protect=\"*v_proj*,*mlp*\"}";
