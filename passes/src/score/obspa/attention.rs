@@ -4,8 +4,9 @@
 //! Q/K head dims meet only in the score MatMul `Q K^T`, so no weight's input axis carries them
 //! and the OBS search has nothing to re-fit. Per head the logits are `x_q Wq Wk^T x_k^T`: any
 //! invertible `G` (per head) with `Wq -> Wq G` and `Wk -> Wk G^-T` (biases alike) leaves them,
-//! and so the model, unchanged. With `Wq^T C_q Wq = Ra^T Ra` and `Wk^T C_k Wk = Rb^T Rb` (`C`: the
-//! projections' input Hessians) and the SVD `Ra Rb^T = U S V^T`, the choice
+//! and so the model, unchanged. With `Aq^T C_q Aq = Ra^T Ra` and `Ak^T C_k Ak = Rb^T Rb`
+//! (`A = [W; b]`, `C`: the Hessians of the projections' inputs extended by a constant 1) and the
+//! SVD `Ra Rb^T = U S V^T`, the choice
 //! `G = Rb^T V S^-1/2` (so `G^-T = Rb^-1 V S^1/2`) makes head dim `j` carry the `j`-th singular
 //! direction of the whitened bilinear form, balanced between Q and K: dropping the last dims is
 //! then the best low-rank cut of each head's logits (for independent query and key inputs).
@@ -398,28 +399,42 @@ fn whitened_factor(a: &Array2<f64>, c: &Array2<f64>) -> Result<Array2<f64>, math
     Ok(math::cholesky(&gram)?.reversed_axes())
 }
 
-/// The bases of a site from the two projections' input Hessians.
+/// A projection's weight and bias (if any), as `f32` data.
+pub struct Projection<'a> {
+    pub weight: &'a [f32],
+    pub bias: Option<&'a [f32]>,
+    /// Its input's Hessian sums.
+    pub hessian: &'a HessianSum,
+}
+
+/// The bases of a site from the two projections and their input Hessians. The bilinear form is
+/// the one with the biases: `[x 1] [Wq; bq] [Wk; bk]^T [x 1]^T`, whitened by the Hessians of
+/// `[x 1]`.
 pub fn basis(
     site: &Site,
-    wq: &[f32],
-    wk: &[f32],
-    cq: &HessianSum,
-    ck: &HessianSum,
+    q: &Projection<'_>,
+    k: &Projection<'_>,
 ) -> Result<Basis, math::MathError> {
-    let (hq, hk) = (cq.hessian(0.0), ck.hessian(0.0));
+    let (hq, hk) = (q.hessian.with_bias(), k.hessian.with_bias());
     let mut g = Vec::with_capacity(site.heads);
     let mut gt = Vec::with_capacity(site.heads);
     let qc = head_columns(&site.q.pos, site.heads, site.dim);
     let kc = head_columns(&site.k.pos, site.heads, site.dim);
     let wcols = site.q.pos.len();
     for h in 0..site.heads {
-        let take = |w: &[f32], cols: &[usize], rows: usize| {
-            Array2::from_shape_fn((rows, site.dim), |(r, j)| {
-                w.get(r * wcols + cols[j]).copied().unwrap_or(0.0) as f64
+        // `[W; b]` restricted to the head's columns, `(rows + 1) x dim`.
+        let take = |p: &Projection<'_>, cols: &[usize], rows: usize| {
+            Array2::from_shape_fn((rows + 1, site.dim), |(r, j)| {
+                let v = if r < rows {
+                    p.weight.get(r * wcols + cols[j])
+                } else {
+                    p.bias.and_then(|b| b.get(cols[j]))
+                };
+                v.copied().unwrap_or(0.0) as f64
             })
         };
-        let aq = take(wq, &qc[h], site.q.rows_in);
-        let ak = take(wk, &kc[h], site.k.rows_in);
+        let aq = take(q, &qc[h], site.q.rows_in);
+        let ak = take(k, &kc[h], site.k.rows_in);
         let ra = whitened_factor(&aq, &hq)?;
         let rb = whitened_factor(&ak, &hk)?;
         let (v, sv) = jacobi_right(&ra.dot(&rb.t()));
@@ -693,6 +708,7 @@ mod tests {
     fn hessian_of(x: &Array2<f64>) -> HessianSum {
         let mut h = HessianSum::new(x.ncols());
         h.xtx = x.t().dot(x);
+        h.colsum = x.sum_axis(ndarray::Axis(0)).to_vec();
         h.rows = x.nrows() as u64;
         h
     }
@@ -709,16 +725,30 @@ mod tests {
         );
         let f = |a: &Array2<f64>| a.iter().map(|&v| v as f32).collect::<Vec<f32>>();
         let (hq, hk) = (hessian_of(&xq), hessian_of(&xk));
-        let b = basis(&st, &f(&wq), &f(&wk), &hq, &hk).unwrap();
-        let rq = rotate(&f(&wq), &st.q.pos, heads, dim, &b.g).unwrap();
-        let rk = rotate(&f(&wk), &st.k.pos, heads, dim, &b.gt).unwrap();
-        let to = |v: &[f32]| {
-            Array2::from_shape_fn((rows_in, heads * dim), |(r, c)| {
+        let (bq, bk) = (
+            pseudo_random(1, heads * dim, 15),
+            pseudo_random(1, heads * dim, 16),
+        );
+        let (fq, fk, fbq, fbk) = (f(&wq), f(&wk), f(&bq), f(&bk));
+        let proj = |w, b, h| Projection {
+            weight: w,
+            bias: Some(b),
+            hessian: h,
+        };
+        let b = basis(&st, &proj(&fq, &fbq, &hq), &proj(&fk, &fbk, &hk)).unwrap();
+        // `[W; b]` before and after, with the bias as the last row.
+        let aug = |w: &[f32], b: &[f32]| {
+            let mut v = w.to_vec();
+            v.extend_from_slice(b);
+            Array2::from_shape_fn((rows_in + 1, heads * dim), |(r, c)| {
                 v[r * heads * dim + c] as f64
             })
         };
-        let (rq, rk) = (to(&rq), to(&rk));
-        let (cq, ck) = (hq.hessian(0.0), hk.hessian(0.0));
+        let (wq, wk) = (aug(&fq, &fbq), aug(&fk, &fbk));
+        let rot = |w: &[f32], t: &[Array2<f64>]| rotate(w, &st.q.pos, heads, dim, t).unwrap();
+        let rq = aug(&rot(&fq, &b.g), &rot(&fbq, &b.g));
+        let rk = aug(&rot(&fk, &b.gt), &rot(&fbk, &b.gt));
+        let (cq, ck) = (hq.with_bias(), hk.with_bias());
         for h in 0..heads {
             let cols = s![.., h * dim..(h + 1) * dim];
             // Same bilinear form per head.

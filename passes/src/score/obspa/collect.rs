@@ -276,12 +276,18 @@ fn accumulate(
     let threads = rayon::current_num_threads().max(1);
     let mut pending: Vec<Array2<f32>> = Vec::new();
     let flush = |pending: &mut Vec<Array2<f32>>, sum: &mut HessianSum| {
-        let parts: Vec<(Array2<f32>, u64)> = pending
+        let parts: Vec<(Array2<f32>, Vec<f64>, u64)> = pending
             .par_iter()
-            .map(|b| (super::math::gram(b.view()), b.nrows() as u64))
+            .map(|b| {
+                (
+                    super::math::gram(b.view()),
+                    super::math::column_sums(b.view()),
+                    b.nrows() as u64,
+                )
+            })
             .collect();
-        for (g, rows) in &parts {
-            sum.add_gram(g, *rows);
+        for (g, colsum, rows) in &parts {
+            sum.add_gram(g, colsum, *rows);
         }
         pending.clear();
     };

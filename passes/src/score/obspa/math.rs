@@ -24,17 +24,29 @@ pub enum MathError {
     },
 }
 
-/// Running `X^T X` over batches of layer inputs.
+/// Running `X^T X` (and column sums) over batches of layer inputs.
 #[derive(Clone, Debug)]
 pub struct HessianSum {
     pub xtx: Array2<f64>,
+    /// Column sums of `X` (for the Hessian of `[X 1]`, a layer with its bias).
+    pub colsum: Vec<f64>,
     pub rows: u64,
+}
+
+/// Column sums of `x`, in `f64`.
+pub fn column_sums(x: ArrayView2<'_, f32>) -> Vec<f64> {
+    let mut s = vec![0.0f64; x.ncols()];
+    for row in x.rows() {
+        s.iter_mut().zip(row).for_each(|(a, &v)| *a += v as f64);
+    }
+    s
 }
 
 impl HessianSum {
     pub fn new(dim: usize) -> HessianSum {
         HessianSum {
             xtx: Array2::zeros((dim, dim)),
+            colsum: vec![0.0; dim],
             rows: 0,
         }
     }
@@ -49,13 +61,17 @@ impl HessianSum {
         if x.ncols() != self.dim() || x.nrows() == 0 {
             return;
         }
-        self.add_gram(&gram(x), x.nrows() as u64);
+        self.add_gram(&gram(x), &column_sums(x), x.nrows() as u64);
     }
 
-    /// Add a precomputed `X^T X` of `rows` rows.
-    pub fn add_gram(&mut self, g: &Array2<f32>, rows: u64) {
-        if g.dim() == self.xtx.dim() {
+    /// Add a precomputed `X^T X` and column sums of `rows` rows.
+    pub fn add_gram(&mut self, g: &Array2<f32>, colsum: &[f64], rows: u64) {
+        if g.dim() == self.xtx.dim() && colsum.len() == self.colsum.len() {
             self.xtx.zip_mut_with(g, |a, &b| *a += b as f64);
+            self.colsum
+                .iter_mut()
+                .zip(colsum)
+                .for_each(|(a, b)| *a += b);
             self.rows += rows;
         }
     }
@@ -64,8 +80,28 @@ impl HessianSum {
     pub fn merge(&mut self, other: &HessianSum) {
         if other.dim() == self.dim() {
             self.xtx += &other.xtx;
+            self.colsum
+                .iter_mut()
+                .zip(&other.colsum)
+                .for_each(|(a, b)| *a += b);
             self.rows += other.rows;
         }
+    }
+
+    /// The undamped Hessian of `[X 1]` (the inputs with a constant 1 for the bias):
+    /// `2/N [X 1]^T [X 1]`, `(dim + 1) x (dim + 1)`.
+    pub fn with_bias(&self) -> Array2<f64> {
+        let d = self.dim();
+        let n = self.rows.max(1) as f64;
+        let mut h = Array2::zeros((d + 1, d + 1));
+        h.slice_mut(ndarray::s![..d, ..d])
+            .assign(&self.xtx.mapv(|v| 2.0 * v / n));
+        for (j, &c) in self.colsum.iter().enumerate() {
+            h[(j, d)] = 2.0 * c / n;
+            h[(d, j)] = 2.0 * c / n;
+        }
+        h[(d, d)] = if self.rows > 0 { 2.0 } else { 0.0 };
+        h
     }
 
     /// `tr(W H W^T)` for the undamped `H = 2/N X^T X`, without forming `H`.
@@ -778,6 +814,15 @@ mod tests {
         for i in 0..3 {
             assert!((h1[[i, i]] - h0[[i, i]] - 0.1 * mean).abs() < 1e-9);
         }
+        // With the bias input: 2/N [X 1]^T [X 1], summed over both parts.
+        let mut xa = ndarray::Array2::<f64>::ones((10, 4));
+        xa.slice_mut(s![.., ..3]).assign(&x.mapv(|v| v as f64));
+        let want = xa.t().dot(&xa).mapv(|v| 2.0 * v / 10.0);
+        let got = a.with_bias();
+        assert!(
+            (&got - &want).iter().all(|d| d.abs() < 1e-5),
+            "{got} vs {want}"
+        );
     }
 
     #[test]

@@ -544,7 +544,21 @@ fn attention_scores(
             let (Some(hq), Some(hk)) = (hessians.get(&qi), hessians.get(&ki)) else {
                 return Err("no input Hessian of a projection".into());
             };
-            let basis = attention::basis(site, &wq, &wk, hq, hk).map_err(|e| e.to_string())?;
+            let (bq, bk) = (
+                site.q.bias.map(read).transpose()?,
+                site.k.bias.map(read).transpose()?,
+            );
+            let q = attention::Projection {
+                weight: &wq,
+                bias: bq.as_deref(),
+                hessian: hq,
+            };
+            let k = attention::Projection {
+                weight: &wk,
+                bias: bk.as_deref(),
+                hessian: hk,
+            };
+            let basis = attention::basis(site, &q, &k).map_err(|e| e.to_string())?;
             let wo = weights
                 .get(site.consumer)
                 .and_then(|w| w.as_ref())
