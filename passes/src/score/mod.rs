@@ -436,7 +436,7 @@ pub static INFO: PassInfo = PassInfo {
             name: "criterion",
             kind: OptionKind::Enum(CRITERIA),
             default: "l2",
-            help: "importance criterion: l1, l2 (group magnitude); random{seed}; bn-scale (|gamma| of the group's BatchNorms; groups with no BatchNorm fall back to l2, with a warning); fpgm (distance of each producer filter to the others, i.e. to their geometric median; groups with no Conv/Gemm/MatMul producer fall back to l2); lamp (per member, w^2 over the sum of w^2 of channels at least as large; comparable across layers); activation (mean |activation| on calibration data); obspa (Optimal Brain Surgeon on groups, with weight compensation in prune; data=FILE|synthetic|none). See docs/criteria.md and docs/obspa.md",
+            help: "importance criterion: l1, l2 (group magnitude); random{seed}; bn-scale (|gamma| of the group's BatchNorms; groups with no BatchNorm fall back to l2, with a warning); fpgm (distance of each producer filter to the others, i.e. to their geometric median; groups with no Conv/Gemm/MatMul producer fall back to l2); lamp (per member, w^2 over the sum of w^2 of channels at least as large; comparable across layers); activation (mean |activation| on calibration data); obspa (Optimal Brain Surgeon on groups, with weight compensation in prune; with data it also re-bases attention Q/K heads, the same function, and scores their dims through the attention output; data=FILE|synthetic|none). See docs/criteria.md and docs/obspa.md",
         },
         OptionDecl {
             name: "reduce",

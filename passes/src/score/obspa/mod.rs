@@ -16,7 +16,9 @@
 //! the inverse Hessians stored here in the [`Compensation`] analysis (`prune/compensate.rs`).
 //!
 //! `data=none` uses `H = I`: scores are cumulative column norms `1/2 ||W_:,Q||^2` and nothing is
-//! compensated. Groups without a consumer (or pinned ones) are scored by `l2` magnitude.
+//! compensated. Attention Q/K head dims, which no layer consumes, are re-based per head and scored
+//! through the attention output when there is data ([`attention`]); other groups without a
+//! consumer (or pinned ones) are scored by `l2` magnitude.
 
 pub mod attention;
 pub mod collect;
