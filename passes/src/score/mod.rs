@@ -436,7 +436,7 @@ pub static INFO: PassInfo = PassInfo {
             name: "criterion",
             kind: OptionKind::Enum(CRITERIA),
             default: "l2",
-            help: "importance criterion: l1, l2 (group magnitude); random{seed}; bn-scale (|gamma| of the group's BatchNorms; groups with no BatchNorm fall back to l2, with a warning); fpgm (distance of each producer filter to the others, i.e. to their geometric median; groups with no Conv/Gemm/MatMul producer fall back to l2); lamp (per member, w^2 over the sum of w^2 of channels at least as large; comparable across layers); activation (mean |activation| on calibration data); obspa (Optimal Brain Surgeon on groups, with weight compensation in prune; with data it also re-bases attention Q/K heads, the same function, and scores their dims through the attention output; data=FILE|synthetic|none). See docs/criteria.md and docs/obspa.md",
+            help: "importance criterion: l1, l2 (group magnitude); random{seed}; bn-scale (|gamma| of the group's BatchNorms; groups with no BatchNorm fall back to l2, with a warning); fpgm (distance of each producer filter to the others, i.e. to their geometric median; groups with no Conv/Gemm/MatMul producer fall back to l2); lamp (per member, w^2 over the sum of w^2 of channels at least as large; comparable across layers); activation (mean |activation| on calibration data); obspa (Optimal Brain Surgeon on groups, with weight compensation in prune; with data it also re-bases attention heads (Q/K and V/O, the same function: see rebase) and scores Q/K dims through the attention output; data=FILE|synthetic|none). See docs/criteria.md and docs/obspa.md",
         },
         OptionDecl {
             name: "reduce",
@@ -473,6 +473,12 @@ pub static INFO: PassInfo = PassInfo {
             kind: OptionKind::Float,
             default: "0.01",
             help: "obspa Hessian damping, as a fraction of the mean diagonal",
+        },
+        OptionDecl {
+            name: "rebase",
+            kind: OptionKind::Bool,
+            default: "true",
+            help: "obspa with data: re-base attention heads first (Q/K and V/O head dims, per head; the model computes the same function, its weights change) so that pruning a head dim cuts each head's weakest direction; false keeps the weights as they are and scores Q/K head dims by l2",
         },
     ],
     create: |opts: &Options| {

@@ -64,7 +64,7 @@ pub struct Site {
     pub dim: usize,
 }
 
-const LAYOUT: [&str; 6] = [
+pub(super) const LAYOUT: [&str; 6] = [
     "Transpose",
     "Reshape",
     "Identity",
@@ -81,7 +81,11 @@ fn numel(graph: &Graph, v: ValueId) -> Option<usize> {
 }
 
 /// The only user of `v` (not a graph output), with the slot it reads `v` at.
-fn only_user(graph: &Graph, users: &[Vec<(NodeId, usize)>], v: ValueId) -> Option<(NodeId, usize)> {
+pub(super) fn only_user(
+    graph: &Graph,
+    users: &[Vec<(NodeId, usize)>],
+    v: ValueId,
+) -> Option<(NodeId, usize)> {
     if graph.outputs.contains(&v) {
         return None;
     }
@@ -91,9 +95,37 @@ fn only_user(graph: &Graph, users: &[Vec<(NodeId, usize)>], v: ValueId) -> Optio
     }
 }
 
+/// Per position of an axis with term `term`: (head, head dim), where the head dim is `atom`'s
+/// channel and the head that of the term's one other atom (head 0 where there is none).
+pub(super) fn positions(
+    groups: &GroupAnalysis,
+    term: &crate::group::AtomTerm,
+    atom: usize,
+) -> Option<Vec<(usize, usize)>> {
+    let dims = crate::score::channel_map(groups, term, atom)?;
+    let mut atoms = Vec::new();
+    term.atoms(&mut atoms);
+    atoms.sort_unstable();
+    atoms.dedup();
+    let others: Vec<usize> = atoms.into_iter().filter(|&a| a != atom).collect();
+    let heads: Vec<Option<u32>> = match others.as_slice() {
+        [] => vec![Some(0); dims.len()],
+        [h] => crate::score::channel_map(groups, term, *h)?,
+        _ => return None,
+    };
+    if heads.len() != dims.len() {
+        return None;
+    }
+    heads
+        .iter()
+        .zip(&dims)
+        .map(|(h, d)| Some(((*h)? as usize, (*d)? as usize)))
+        .collect()
+}
+
 /// A projection of space `atom` channels: MatMul with a constant 2-D float weight whose output
 /// axis carries `atom` (and at most one other space, the heads), followed to a score MatMul.
-fn side(
+pub(super) fn side(
     model: &Model,
     groups: &GroupAnalysis,
     users: &[Vec<(NodeId, usize)>],
@@ -117,29 +149,10 @@ fn side(
         usize::try_from(w.dims[0]).ok()?,
         usize::try_from(w.dims[1]).ok()?,
     );
-    let term = groups.terms.get(&(wv, 1))?;
-    let dims = crate::score::channel_map(groups, term, atom)?;
-    if dims.len() != cols || dims.iter().any(|d| d.is_none()) {
+    let pos = positions(groups, groups.terms.get(&(wv, 1))?, atom)?;
+    if pos.len() != cols {
         return None;
     }
-    let mut atoms = Vec::new();
-    term.atoms(&mut atoms);
-    atoms.sort_unstable();
-    atoms.dedup();
-    let others: Vec<usize> = atoms.into_iter().filter(|&a| a != atom).collect();
-    let heads: Vec<Option<u32>> = match others.as_slice() {
-        [] => vec![Some(0); cols],
-        [h] => crate::score::channel_map(groups, term, *h)?,
-        _ => return None,
-    };
-    if heads.len() != cols || heads.iter().any(|h| h.is_none()) {
-        return None;
-    }
-    let pos: Vec<(usize, usize)> = heads
-        .iter()
-        .zip(&dims)
-        .map(|(h, d)| (h.unwrap_or(0) as usize, d.unwrap_or(0) as usize))
-        .collect();
     let mut v = node.output(0)?;
     let mut point = v;
     let mut bias = None;
@@ -380,7 +393,7 @@ pub struct Basis {
 }
 
 /// Columns of head `h`, in head-dim order.
-fn head_columns(pos: &[(usize, usize)], heads: usize, dim: usize) -> Vec<Vec<usize>> {
+pub(super) fn head_columns(pos: &[(usize, usize)], heads: usize, dim: usize) -> Vec<Vec<usize>> {
     let mut cols = vec![vec![usize::MAX; dim]; heads];
     for (c, &(h, d)) in pos.iter().enumerate() {
         if let Some(x) = cols.get_mut(h).and_then(|v| v.get_mut(d)) {
@@ -457,7 +470,7 @@ pub fn basis(
 }
 
 /// `R^-1 B` for upper-triangular `R`.
-fn upper_solve(r: &Array2<f64>, b: &Array2<f64>) -> Array2<f64> {
+pub(super) fn upper_solve(r: &Array2<f64>, b: &Array2<f64>) -> Array2<f64> {
     let n = r.nrows();
     let mut x = b.clone();
     for c in 0..x.ncols() {

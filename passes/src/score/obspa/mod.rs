@@ -24,6 +24,7 @@ pub mod attention;
 pub mod collect;
 pub mod layer;
 pub mod math;
+pub mod value;
 
 use super::{activation, Normalize, Scores};
 use crate::analysis::{Analysis, Preserved};
@@ -78,6 +79,8 @@ pub struct DataScore {
     pub calib: CalibOptions,
     pub damp: f64,
     pub normalize: Normalize,
+    /// Re-base attention heads ([`attention`], [`value`]).
+    pub rebase: bool,
 }
 
 fn failed(message: impl Into<String>) -> PassError {
@@ -121,6 +124,7 @@ pub fn create(opts: &Options, normalize: Normalize) -> Result<Option<Box<dyn Pas
         },
         damp,
         normalize,
+        rebase: opts.bool("rebase"),
     })))
 }
 
@@ -136,8 +140,9 @@ impl Pass for DataScore {
                     batch.as_ref(),
                     self.damp,
                     self.normalize == Normalize::Relative,
+                    self.rebase,
                 )?;
-                // The Q/K bases the attention scores are in (the same function).
+                // The Q/K and V/O bases the scores are in (the same function).
                 for (v, data) in &out.rotations {
                     crate::prune::compensate::replace_f32(&mut model.graph, *v, data);
                 }
@@ -218,6 +223,7 @@ fn obspa_scores(
     batch: Option<&calib::CalibBatch>,
     damp: f64,
     relative: bool,
+    rebase: bool,
 ) -> Result<ObspaOut, PassError> {
     let graph = &model.graph;
     let consumers = layer::find_consumers(model, groups);
@@ -248,11 +254,16 @@ fn obspa_scores(
     // Attention Q/K head dims (no consumer): measured through the attention output.
     let unconsumed: Vec<bool> = uses.iter().map(|u| u.is_empty()).collect();
     let sites: Vec<attention::Site> = match batch {
-        Some(_) => attention::find_sites(model, groups, &consumers, &unconsumed)
+        Some(_) if rebase => attention::find_sites(model, groups, &consumers, &unconsumed)
             .into_iter()
             .filter(|s| used.binary_search(&s.consumer).is_ok())
             .collect(),
-        None => Vec::new(),
+        _ => Vec::new(),
+    };
+    // Attention V/O head dims (consumed by the output projection): re-based per head.
+    let value_sites: Vec<value::ValueSite> = match batch {
+        Some(_) if rebase => value::find_value_sites(model, groups, &consumers, &used),
+        _ => Vec::new(),
     };
     // The projections' input Hessians: their own consumer entries where they are consumers,
     // else extra entries past the consumer list.
@@ -285,7 +296,7 @@ fn obspa_scores(
     hessian_of.sort_unstable();
     hessian_of.dedup();
     // Weights as matrices, per consumer and sub-layer.
-    let weights: Vec<Option<Vec<Array2<f64>>>> = consumers
+    let mut weights: Vec<Option<Vec<Array2<f64>>>> = consumers
         .par_iter()
         .enumerate()
         .map(|(i, c)| {
@@ -326,6 +337,10 @@ fn obspa_scores(
         }
     }
     let mut recorded: Vec<Vec<attention::RecordedBatch>> = Vec::new();
+    // The V/O bases: the output projections' weights before, and the new data.
+    let mut unrotated: HashMap<usize, Array2<f64>> = HashMap::new();
+    let mut rotations: Vec<Rotation> = Vec::new();
+    let mut warnings: Vec<String> = Vec::new();
     let mut projection_hessians: HashMap<usize, HessianSum> = HashMap::new();
     // Inverse Hessians (none for data=none).
     let hinv: Option<Vec<Option<Vec<Array2<f64>>>>> = match batch {
@@ -347,6 +362,29 @@ fn obspa_scores(
             )
             .map_err(failed)?;
             recorded = recorder.into_batches();
+            for site in &value_sites {
+                let (Some(Some(sum)), Some(Some(w))) = (
+                    collected
+                        .hessians
+                        .get_mut(&site.consumer)
+                        .map(|h| h.first_mut()),
+                    weights
+                        .get_mut(site.consumer)
+                        .map(|w| w.as_mut().and_then(|w| w.first_mut())),
+                ) else {
+                    continue;
+                };
+                match rebase_values(model, site, &consumers[site.consumer], sum, w) {
+                    Ok(rot) => {
+                        unrotated.insert(site.consumer, rot.0);
+                        rotations.extend(rot.1);
+                    }
+                    Err(e) => warnings.push(format!(
+                        "obspa: V head dims at node '{}' keep their basis: {e}",
+                        graph.node(site.v.node).label()
+                    )),
+                }
+            }
             for i in projections.iter().flatten() {
                 if let Some(h) = collected.hessians.get(i).and_then(|h| h.first()) {
                     projection_hessians.insert(*i, h.clone());
@@ -453,6 +491,7 @@ fn obspa_scores(
         &projection_hessians,
         &recorded,
         &weights,
+        &unrotated,
         &energy,
         relative,
     );
@@ -483,6 +522,7 @@ fn obspa_scores(
             "Q/K head-dim groups scored through the attention output",
             site_out.scores.len(),
         ),
+        ("attention V/O head dims re-based per head", unrotated.len()),
         (
             "groups scored by l2 (no consumer or pinned)",
             groups.spaces.len() - scored - site_out.scores.len(),
@@ -495,9 +535,42 @@ fn obspa_scores(
         },
         compensation,
         stats,
-        rotations: site_out.rotations,
-        warnings: site_out.warnings,
+        rotations: rotations.into_iter().chain(site_out.rotations).collect(),
+        warnings: warnings.into_iter().chain(site_out.warnings).collect(),
     })
+}
+
+/// Re-base a V/O site ([`value`]): transforms the output projection's Hessian sums and weight
+/// matrix in place; returns the weight matrix before, and the new data of `Wv`, `bv` and `Wo`.
+fn rebase_values(
+    model: &Model,
+    site: &value::ValueSite,
+    c: &Consumer,
+    sum: &mut HessianSum,
+    w: &mut Array2<f64>,
+) -> Result<(Array2<f64>, Vec<Rotation>), String> {
+    let graph = &model.graph;
+    let read = |v: ValueId| -> Result<Vec<f32>, String> {
+        graph
+            .constant(v)
+            .ok_or("not a constant")?
+            .to_f32()
+            .map_err(|e| e.to_string())
+    };
+    let basis = value::value_basis(site, sum, w).map_err(|e| e.to_string())?;
+    let mut rot = Vec::new();
+    for v in std::iter::once(site.v.weight).chain(site.v.bias) {
+        let data = attention::rotate(&read(v)?, &site.v.pos, site.heads, site.dim, &basis.g)
+            .ok_or("a V weight has an unexpected shape")?;
+        rot.push((v, data));
+    }
+    let before = w.clone();
+    value::transform_weight(site, &basis, w);
+    value::transform_hessian(site, &basis, sum);
+    let mut data = read(c.weight)?;
+    c.write(std::slice::from_ref(w), &mut data);
+    rot.push((c.weight, data));
+    Ok((before, rot))
 }
 
 /// New data for a constant.
@@ -523,6 +596,7 @@ fn attention_scores(
     hessians: &HashMap<usize, HessianSum>,
     recorded: &[Vec<attention::RecordedBatch>],
     weights: &[Option<Vec<Array2<f64>>>],
+    unrotated: &HashMap<usize, Array2<f64>>,
     energy: &[Option<Vec<f64>>],
     relative: bool,
 ) -> SiteOut {
@@ -561,10 +635,15 @@ fn attention_scores(
                 hessian: hk,
             };
             let basis = attention::basis(site, &q, &k).map_err(|e| e.to_string())?;
-            let wo = weights
-                .get(site.consumer)
-                .and_then(|w| w.as_ref())
-                .and_then(|w| w.first())
+            // The recorded attention outputs are in the original V basis.
+            let wo = unrotated
+                .get(&site.consumer)
+                .or_else(|| {
+                    weights
+                        .get(site.consumer)
+                        .and_then(|w| w.as_ref())
+                        .and_then(|w| w.first())
+                })
                 .ok_or("the output projection's weight is unreadable")?;
             let losses = attention::measure(
                 model,
