@@ -540,6 +540,15 @@ fn obspa_scores(
     })
 }
 
+/// A constant's data as f32.
+fn read_f32(graph: &Graph, v: ValueId) -> Result<Vec<f32>, String> {
+    graph
+        .constant(v)
+        .ok_or("not a constant")?
+        .to_f32()
+        .map_err(|e| e.to_string())
+}
+
 /// Re-base a V/O site ([`value`]): transforms the output projection's Hessian sums and weight
 /// matrix in place; returns the weight matrix before, and the new data of `Wv`, `bv` and `Wo`.
 fn rebase_values(
@@ -550,13 +559,7 @@ fn rebase_values(
     w: &mut Array2<f64>,
 ) -> Result<(Array2<f64>, Vec<Rotation>), String> {
     let graph = &model.graph;
-    let read = |v: ValueId| -> Result<Vec<f32>, String> {
-        graph
-            .constant(v)
-            .ok_or("not a constant")?
-            .to_f32()
-            .map_err(|e| e.to_string())
-    };
+    let read = |v: ValueId| read_f32(graph, v);
     let basis = value::value_basis(site, sum, w).map_err(|e| e.to_string())?;
     let mut rot = Vec::new();
     for v in std::iter::once(site.v.weight).chain(site.v.bias) {
@@ -608,13 +611,7 @@ fn attention_scores(
         .iter()
         .enumerate()
         .map(|(i, site)| {
-            let read = |v: ValueId| -> Result<Vec<f32>, String> {
-                graph
-                    .constant(v)
-                    .ok_or("not a constant")?
-                    .to_f32()
-                    .map_err(|e| e.to_string())
-            };
+            let read = |v: ValueId| read_f32(graph, v);
             let (wq, wk) = (read(site.q.weight)?, read(site.k.weight)?);
             let [qi, ki] = projections[i];
             let (Some(hq), Some(hk)) = (hessians.get(&qi), hessians.get(&ki)) else {

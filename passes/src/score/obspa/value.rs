@@ -168,60 +168,39 @@ pub fn value_basis(
     Ok(ValueBasis { g, gi, s })
 }
 
+/// `m` with each head's columns multiplied by its matrix: `m[:, cols[h]] <- m[:, cols[h]] t[h]`.
+fn mul_head_columns(m: &Array2<f64>, cols: &[Vec<usize>], t: &[Array2<f64>]) -> Array2<f64> {
+    let mut out = m.clone();
+    for (hc, th) in cols.iter().zip(t) {
+        let sub = Array2::from_shape_fn((m.nrows(), hc.len()), |(r, j)| m[(r, hc[j])]);
+        let y = sub.dot(th);
+        for (j, &c) in hc.iter().enumerate() {
+            out.column_mut(c).assign(&y.column(j));
+        }
+    }
+    out
+}
+
 /// The Hessian sums of the output projection's input in the new basis: `G^T H G` and `G^T sum`,
 /// with `G` block-diagonal over the heads (at the rows of `site.rows`).
 pub fn transform_hessian(site: &ValueSite, basis: &ValueBasis, sum: &mut HessianSum) {
     let rc = head_columns(&site.rows, site.heads, site.dim);
-    let n = sum.xtx.nrows();
-    // Columns: H G (block by block).
-    let mut hg = sum.xtx.clone();
-    for (cols, g) in rc.iter().zip(&basis.g) {
-        for r in 0..n {
-            let row: Vec<f64> = cols.iter().map(|&c| sum.xtx[(r, c)]).collect();
-            for (j, &c) in cols.iter().enumerate() {
-                hg[(r, c)] = (0..cols.len()).map(|k| row[k] * g[(k, j)]).sum();
-            }
-        }
+    // (H G)^T = G^T H, then its columns times G.
+    let gth = mul_head_columns(&sum.xtx, &rc, &basis.g).reversed_axes();
+    sum.xtx = mul_head_columns(&gth, &rc, &basis.g);
+    let colsum = Array2::from_shape_vec((1, sum.colsum.len()), sum.colsum.clone())
+        .map(|c| mul_head_columns(&c, &rc, &basis.g));
+    if let Ok(c) = colsum {
+        sum.colsum = c.into_iter().collect();
     }
-    // Rows: G^T (H G).
-    let mut out = hg.clone();
-    for (cols, g) in rc.iter().zip(&basis.g) {
-        for c in 0..n {
-            let col: Vec<f64> = cols.iter().map(|&r| hg[(r, c)]).collect();
-            for (j, &r) in cols.iter().enumerate() {
-                out[(r, c)] = (0..cols.len()).map(|k| g[(k, j)] * col[k]).sum();
-            }
-        }
-    }
-    let colsum = sum.colsum.clone();
-    for (cols, g) in rc.iter().zip(&basis.g) {
-        for (j, &c) in cols.iter().enumerate() {
-            sum.colsum[c] = cols
-                .iter()
-                .enumerate()
-                .map(|(k, &r)| g[(k, j)] * colsum[r])
-                .sum();
-        }
-    }
-    sum.xtx = out;
 }
 
 /// The output projection's weight (`outputs x inputs`) in the new basis: `Wo -> G^-1 Wo`, that
 /// is, each head's input columns multiplied by `G_h^-T`.
 pub fn transform_weight(site: &ValueSite, basis: &ValueBasis, w: &mut Array2<f64>) {
     let rc = head_columns(&site.rows, site.heads, site.dim);
-    let orig = w.clone();
-    for (cols, gi) in rc.iter().zip(&basis.gi) {
-        for o in 0..w.nrows() {
-            for (j, &c) in cols.iter().enumerate() {
-                w[(o, c)] = cols
-                    .iter()
-                    .enumerate()
-                    .map(|(k, &ck)| orig[(o, ck)] * gi[(j, k)])
-                    .sum();
-            }
-        }
-    }
+    let git: Vec<Array2<f64>> = basis.gi.iter().map(|g| g.t().to_owned()).collect();
+    *w = mul_head_columns(w, &rc, &git);
 }
 
 #[cfg(test)]
@@ -280,18 +259,7 @@ mod tests {
         let basis = value_basis(&site, &sum, &wo).unwrap();
         let rc = head_columns(&site.rows, 2, 3);
         // z' = z G (per head), w' = w G^-T: the same output z w^T.
-        let mut z2 = z.clone();
-        for (cols, g) in rc.iter().zip(&basis.g) {
-            for r in 0..z.nrows() {
-                for (j, &c) in cols.iter().enumerate() {
-                    z2[(r, c)] = cols
-                        .iter()
-                        .enumerate()
-                        .map(|(k, &ck)| z[(r, ck)] * g[(k, j)])
-                        .sum();
-                }
-            }
-        }
+        let z2 = mul_head_columns(&z, &rc, &basis.g);
         let mut w2 = wo.clone();
         transform_weight(&site, &basis, &mut w2);
         let (y, y2) = (z.dot(&wo.t()), z2.dot(&w2.t()));
