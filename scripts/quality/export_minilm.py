@@ -15,7 +15,7 @@ Writes:
                                    90 MB, so it is not committed: the cache defaults to
                                    $SPA_QUALITY_CACHE or ~/.cache/spa-opt/quality.
   <tokens-out>/minilm_eval.npz     the 64 [eval] sentences: input_ids, attention_mask, token_type_ids
-  <tokens-out>/minilm_calib.npz    the 512 [calib] sentences, same keys (obspa data=FILE)
+  <tokens-out>/minilm_calib.npz    the 953 [calib] sentences, same keys (obspa data=FILE)
 Both are padded to one fixed length (the longest sentence of the file). The metric (table.py) is
 the mean cosine similarity of mean-pooled (attention-masked) embeddings of the pruned model vs this
 model; the script checks that the ONNX embeddings (mean-pooled, normalized) match
