@@ -113,6 +113,10 @@ pub fn collect(
         bn.frozen = true;
     }
     let mut failure: Option<String> = None;
+    // Per consumer, layer-input rows not yet in a Gram block: a chunk of a batch-1 model gives
+    // few rows (17 for MiniLM), and a Gram product of so few rows costs as much to add as to
+    // form.
+    let mut carry: HashMap<usize, Vec<f32>> = HashMap::new();
     for (start, len) in batch.chunks() {
         let inputs = feeds(start, len)?;
         let refs: Vec<(&str, &Value)> = inputs.iter().map(|(n, v)| (n.as_str(), v)).collect();
@@ -130,7 +134,8 @@ pub fn collect(
                 else {
                     return;
                 };
-                if let Err(e) = accumulate(&consumers[i], x, y.shape(), sums) {
+                let rest = carry.entry(i).or_default();
+                if let Err(e) = accumulate(&consumers[i], x, y.shape(), sums, rest) {
                     failure = Some(format!("node '{}': {e}", g.node(n).label()));
                 }
             }
@@ -166,6 +171,14 @@ pub fn collect(
             .map_err(|e| format!("calibration run failed: {e}"))?;
         if let Some(f) = failure.take() {
             return Err(format!("calibration run failed: {f}"));
+        }
+    }
+    for (i, rest) in carry {
+        if let Some(sum) = out.hessians.get_mut(&i).and_then(|s| s.first_mut()) {
+            let cols = consumers[i].cols().max(1);
+            if let Ok(rows) = Array2::from_shape_vec((rest.len() / cols, cols), rest) {
+                sum.add(rows.view());
+            }
         }
     }
     Ok(out)
@@ -258,12 +271,14 @@ impl BnMatch {
 }
 
 /// Add one batch of layer input to the consumer's sums (sub-layers in parallel; blocks of one
-/// sub-layer multiplied in parallel).
+/// sub-layer multiplied in parallel). With one sub-layer, rows short of a full block wait in
+/// `rest` (row-major) for the next batch; the caller adds what is left at the end.
 fn accumulate(
     c: &Consumer,
     x: &Value,
     y_shape: &[usize],
     sums: &mut [HessianSum],
+    rest: &mut Vec<f32>,
 ) -> Result<(), String> {
     if sums.len() > 1 {
         return sums.par_iter_mut().enumerate().try_for_each(|(s, sum)| {
@@ -291,8 +306,19 @@ fn accumulate(
         }
         pending.clear();
     };
+    let cols = c.cols().max(1);
     c.input_rows(x, y_shape, 0, BLOCK, &mut |rows| {
-        pending.push(rows.to_owned());
+        if rest.is_empty() && rows.nrows() == BLOCK {
+            pending.push(rows.to_owned());
+        } else {
+            rest.extend(rows.iter());
+            if rest.len() >= BLOCK * cols {
+                let full = std::mem::take(rest);
+                if let Ok(block) = Array2::from_shape_vec((full.len() / cols, cols), full) {
+                    pending.push(block);
+                }
+            }
+        }
         if pending.len() >= threads {
             flush(&mut pending, sum);
         }
@@ -421,6 +447,66 @@ mod tests {
                 (moved - gamma / var.sqrt()).abs() < 1e-3,
                 "channel {c}: moved {moved}"
             );
+        }
+    }
+
+    #[test]
+    fn batch_one_rows_are_gathered_into_blocks_and_all_counted() {
+        // Fixed batch 1, 300 rows per sample, 3 samples: the first two samples wait, then go
+        // as one 600-row block; the last 300 are added at the end.
+        let model = spa_ir::text::parse_model(
+            "graph @main(%x: f32[1,300,2]) -> (%y: f32[1,300,3]) {
+  %w = const f32[2,3] dense<[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]>
+  %y = onnx.MatMul(%x, %w) : f32[1,300,3]
+}",
+        )
+        .unwrap();
+        let g = &model.graph;
+        let node = g.node_ids().next().unwrap();
+        let consumer = Consumer {
+            node,
+            weight: g.node(node).input(1).unwrap(),
+            in_axis: 0,
+            kind: super::super::layer::LayerKind::MatMul,
+            subs: 1,
+            rows: 3,
+            inputs: 2,
+            kernel: 1,
+        };
+        let data: Vec<f32> = (0..1800).map(|i| ((i as f32) * 0.731).sin()).collect();
+        let batch = CalibBatch {
+            inputs: vec![(
+                g.inputs[0],
+                NdArray {
+                    descr: "<f4".into(),
+                    shape: vec![3, 300, 2],
+                    data: ArrayData::Float(data.clone()),
+                },
+            )],
+            samples: 3,
+            chunk: 1,
+            synthetic: false,
+        };
+        let out = collect(
+            &model,
+            &batch,
+            &[consumer],
+            &[0],
+            &[],
+            &[],
+            &mut spa_ir::interp::NoObserver,
+        )
+        .unwrap();
+        let sum = &out.hessians[&0][0];
+        assert_eq!(sum.rows, 900);
+        let x = Array2::from_shape_vec((900, 2), data.iter().map(|&v| v as f64).collect()).unwrap();
+        let want = x.t().dot(&x);
+        for (a, b) in sum.xtx.iter().zip(&want) {
+            assert!((a - b).abs() < 1e-4 * b.abs().max(1.0), "{a} vs {b}");
+        }
+        let colsum: Vec<f64> = (0..2).map(|c| x.column(c).sum()).collect();
+        for (a, b) in sum.colsum.iter().zip(&colsum) {
+            assert!((a - b).abs() < 1e-3, "{a} vs {b}");
         }
     }
 }
