@@ -570,7 +570,8 @@ fn rebase_values(
     let before = w.clone();
     value::transform_weight(site, &basis, w);
     value::transform_hessian(site, &basis, sum);
-    let mut data = read(c.weight)?;
+    // Every element is written: no need to decode the old data.
+    let mut data = vec![0.0f32; c.subs * c.rows * c.cols()];
     c.write(std::slice::from_ref(w), &mut data);
     rot.push((c.weight, data));
     Ok((before, rot))

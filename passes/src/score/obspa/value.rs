@@ -188,11 +188,8 @@ pub fn transform_hessian(site: &ValueSite, basis: &ValueBasis, sum: &mut Hessian
     // (H G)^T = G^T H, then its columns times G.
     let gth = mul_head_columns(&sum.xtx, &rc, &basis.g).reversed_axes();
     sum.xtx = mul_head_columns(&gth, &rc, &basis.g);
-    let colsum = Array2::from_shape_vec((1, sum.colsum.len()), sum.colsum.clone())
-        .map(|c| mul_head_columns(&c, &rc, &basis.g));
-    if let Ok(c) = colsum {
-        sum.colsum = c.into_iter().collect();
-    }
+    let row = Array2::from_shape_fn((1, sum.colsum.len()), |(_, j)| sum.colsum[j]);
+    sum.colsum = mul_head_columns(&row, &rc, &basis.g).into_iter().collect();
 }
 
 /// The output projection's weight (`outputs x inputs`) in the new basis: `Wo -> G^-1 Wo`, that
