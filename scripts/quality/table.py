@@ -81,6 +81,9 @@ class Model:
     `static` maps the symbolic dims of the graph inputs/outputs to the sizes of the evaluation
     data with batch 1: spa-opt is given a copy with these dims fixed (see `static_copy`)."""
 
+    # The graph input whose zeros mark padding (score's `mask` option), for the calibration row.
+    mask = None
+
     def __init__(self, name, path, calib, metric, describe, feeds, static):
         self.name, self.path, self.calib, self.metric_name, self.describe = name, path, calib, metric, describe
         self.feeds, self.static = feeds, static
@@ -131,6 +134,9 @@ class MnistModel(Model):
 
 
 class MiniLM(Model):
+    # Sentences are padded to one length: padding positions are left out of obspa's statistics.
+    mask = "attention_mask"
+
     def __init__(self, cache):
         feeds = dict(np.load(os.path.join(MODELS_DIR, "minilm_eval.npz")))
         super().__init__("minilm", os.path.join(cache, "minilm.onnx"), os.path.join(MODELS_DIR, "minilm_calib.npz"),
@@ -313,6 +319,8 @@ def main():
                 prune = prune[:-1] + "," + args.prune_opts + "}"
             for label in labels:
                 sopts = merge_opts(CRITERIA[label].replace("{calib}", m.calib), args.score_opts)
+                if m.mask and label == "obspa data=calib":
+                    sopts += f",mask={m.mask}"
                 pipeline = f"group,score{{{sopts}}},{prune}"
                 shown = display_cmd(m, pipeline.replace(m.calib, rel(m.calib)))
                 row = dict(model=m.name, target_flops=target, criterion=label, mode=mode, metric=m.metric_name,

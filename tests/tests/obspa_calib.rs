@@ -132,4 +132,26 @@ fn bad_options_are_refused() {
     );
     let e = run(&m, "group,score{criterion=obspa,damp=-1}").unwrap_err();
     assert!(e.contains("option 'damp'"), "{e}");
+    // The padding mask: obspa with data only, a graph input the data feeds, [batch, positions].
+    for (pipeline, want) in [
+        (
+            "group,score{criterion=l2,mask=input}",
+            "no mask unless criterion=obspa",
+        ),
+        (
+            "group,score{criterion=obspa,data=none,mask=input}",
+            "no mask unless criterion=obspa has data",
+        ),
+        (
+            "group,score{criterion=obspa,data=synthetic,samples=4,mask=attention_mask}",
+            "the name of a graph input (input)",
+        ),
+    ] {
+        let e = run(&m, pipeline).unwrap_err();
+        assert_eq!(e.lines().count(), 1, "{e}");
+        assert!(
+            e.contains("option 'mask'") && e.contains(want),
+            "{pipeline}: {e}"
+        );
+    }
 }

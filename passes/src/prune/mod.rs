@@ -4,6 +4,7 @@
 //! Split sizes, Slice bounds, grouped-conv `group`, Resize sizes).
 
 pub mod compensate;
+pub mod refit;
 pub mod report;
 pub mod slice;
 pub mod target;
@@ -66,6 +67,12 @@ pub static INFO: PassInfo = PassInfo {
             help: "leave groups whose removal changes normalization statistics (inexact) alone",
         },
         OptionDecl {
+            name: "refit-norms",
+            kind: OptionKind::Bool,
+            default: "true",
+            help: "after score{criterion=obspa,data=FILE}: re-fit the scale and shift of each LayerNorm, in graph order, to the unpruned model's outputs on the first 128 calibration samples (see docs/obspa.md); false leaves them as they are",
+        },
+        OptionDecl {
             name: "mode",
             kind: OptionKind::Enum(&["remove", "mask"]),
             default: "remove",
@@ -114,6 +121,7 @@ pub static INFO: PassInfo = PassInfo {
             protect: patterns(opts.str("protect")),
             exact_only: opts.bool("exact-only"),
             mask: opts.str("mode") == "mask",
+            refit_norms: opts.bool("refit-norms"),
             heads: opts.str("heads").to_string(),
         }))
     },
@@ -177,6 +185,8 @@ pub struct Prune {
     pub exact_only: bool,
     pub mask: bool,
     pub heads: String,
+    /// Re-fit LayerNorms after an obspa compensation with calibration data ([`refit`]).
+    pub refit_norms: bool,
 }
 
 impl Prune {
@@ -775,10 +785,14 @@ impl Pass for Prune {
         if prunable == 0 {
             cx.warn("every channel group is pinned; the model is unchanged");
         }
+        let mut refit: Option<(Model, refit::NormRefit)> = None;
         if cx.analyses.is_cached::<crate::score::obspa::Compensation>() {
             let comp = cx
                 .analyses
                 .get::<crate::score::obspa::Compensation>(model)?;
+            if let Some(r) = comp.refit.as_ref().filter(|_| self.refit_norms) {
+                refit = Some((model.clone(), r.clone()));
+            }
             let done = compensate::apply(model, &groups, &kept, comp);
             cx.stat("layers compensated", done.layers);
             done.skipped.into_iter().for_each(|w| cx.warn(w));
@@ -788,6 +802,12 @@ impl Pass for Prune {
             crate::transforms::dce::eliminate_dead_code(&mut model.graph).map_err(ir)?;
             spa_ir::infer::infer_model(model, &spa_ir::infer::InferOptions::default())
                 .map_err(ir)?;
+        }
+        if let Some((original, r)) = refit {
+            match refit::refit_norms(&original, model, &r) {
+                Ok(n) => cx.stat("LayerNorms re-fitted", n),
+                Err(e) => cx.warn(format!("LayerNorms keep their scale and shift: {e}")),
+            }
         }
         let after = report::measure(model);
         let mut rep = report::Report::new(model, &groups, &kept, before, after);

@@ -71,6 +71,7 @@ pub(super) fn scores(
         &[],
         &all,
         &[],
+        None,
         &mut spa_ir::interp::NoObserver,
     )
     .map_err(|message| PassError::Failed {

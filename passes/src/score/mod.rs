@@ -480,6 +480,12 @@ pub static INFO: PassInfo = PassInfo {
             default: "true",
             help: "obspa with data: re-base attention heads first (Q/K and V/O head dims, per head; the model computes the same function, its weights change) so that pruning a head dim cuts each head's weakest direction; false keeps the weights as they are and scores Q/K head dims by l2",
         },
+        OptionDecl {
+            name: "mask",
+            kind: OptionKind::Str,
+            default: "",
+            help: "obspa with data: the graph input whose zeros mark padding positions, of shape [batch, positions] (e.g. attention_mask): rows of layer input and residual-stream energies at those positions are left out of the statistics. Default: none (every position counts)",
+        },
     ],
     create: |opts: &Options| {
         let reduce = match opts.str("reduce") {
@@ -503,6 +509,14 @@ pub static INFO: PassInfo = PassInfo {
             }
             _ => Normalize::None,
         };
+        if !opts.str("mask").is_empty() && !obspa {
+            return Err(PassError::BadOption {
+                pass: "score".into(),
+                option: "mask".into(),
+                expected: "no mask unless criterion=obspa (with data)".into(),
+                value: opts.str("mask").into(),
+            });
+        }
         if let Some(pass) = obspa::create(opts, normalize)? {
             return Ok(pass);
         }

@@ -299,37 +299,57 @@ struct Batch {
     point: Option<Value>,
     inputs: HashMap<NodeId, Vec<Option<Value>>>,
     z: Option<Value>,
+    /// Which rows count (the padding mask's nonzero positions), when there is a mask.
+    keep: Option<Vec<bool>>,
 }
 
 /// Records, per site, the values the measurement re-evaluates, for the first
 /// [`RECORD_ROWS`] rows.
+///
+/// With a padding `mask` (a graph input, `[batch, positions]`), the rows at its zero positions
+/// are left out of the measurement and of the row count; the mask of a batch is read where a
+/// node of the model consumes it.
 pub struct Recorder<'s> {
     sites: &'s [Site],
     consumer_nodes: Vec<NodeId>,
     current: Vec<Batch>,
     done: Vec<Vec<Batch>>,
     rows: Vec<usize>,
+    mask: Option<ValueId>,
+    keep: Option<Vec<bool>>,
 }
 
 impl<'s> Recorder<'s> {
-    pub fn new(sites: &'s [Site], consumers: &[Consumer]) -> Recorder<'s> {
+    pub fn new(sites: &'s [Site], consumers: &[Consumer], mask: Option<ValueId>) -> Recorder<'s> {
         Recorder {
             sites,
             consumer_nodes: sites.iter().map(|s| consumers[s.consumer].node).collect(),
             current: vec![Batch::default(); sites.len()],
             done: vec![Vec::new(); sites.len()],
             rows: vec![0; sites.len()],
+            mask,
+            keep: None,
         }
     }
 }
 
 impl Observer for Recorder<'_> {
     fn observe(&mut self, graph: &Graph, node: NodeId, ins: &[Option<&Value>], outs: &[Value]) {
+        let nd = graph.node(node);
+        if let Some(m) = self.mask {
+            if let Some(Some(v)) = nd
+                .inputs
+                .iter()
+                .position(|x| *x == Some(m))
+                .and_then(|k| ins.get(k))
+            {
+                self.keep = Some(v.to_f32_array().iter().map(|&x| x != 0.0).collect());
+            }
+        }
         for (i, site) in self.sites.iter().enumerate() {
             if self.rows[i] >= RECORD_ROWS {
                 continue;
             }
-            let nd = graph.node(node);
             if let Some(k) = nd.outputs.iter().position(|o| *o == Some(site.q.point)) {
                 self.current[i].point = outs.get(k).cloned();
             }
@@ -352,8 +372,16 @@ impl Observer for Recorder<'_> {
                     .unwrap_or(0);
                 let b = std::mem::take(&mut self.current[i]);
                 if let (Some(z), true) = (z, cols > 0) {
-                    self.rows[i] += z.len() / cols;
-                    self.done[i].push(Batch { z: Some(z), ..b });
+                    let rows = z.len() / cols;
+                    let keep = self.keep.clone().filter(|k| k.len() == rows);
+                    self.rows[i] += keep
+                        .as_ref()
+                        .map_or(rows, |k| k.iter().filter(|&&x| x).count());
+                    self.done[i].push(Batch {
+                        z: Some(z),
+                        keep,
+                        ..b
+                    });
                 }
             }
         }
@@ -371,6 +399,7 @@ impl Recorder<'_> {
                             point: b.point?,
                             inputs: b.inputs,
                             z: b.z?,
+                            keep: b.keep,
                         })
                     })
                     .collect()
@@ -384,6 +413,18 @@ pub struct RecordedBatch {
     point: Value,
     inputs: HashMap<NodeId, Vec<Option<Value>>>,
     z: Value,
+    /// The rows that count (all when `None`).
+    keep: Option<Vec<bool>>,
+}
+
+impl RecordedBatch {
+    /// Rows of the attention output that count.
+    fn rows(&self) -> usize {
+        match &self.keep {
+            Some(k) => k.iter().filter(|&&x| x).count(),
+            None => self.z.len() / self.z.shape().last().copied().unwrap_or(1).max(1),
+        }
+    }
 }
 
 /// The per-head bases: `g[h]` (applied to Q's columns of head `h`) and `gt[h] = G^-T` (to K's).
@@ -569,10 +610,7 @@ pub fn measure(
     let wo_t = wo.t().mapv(|v| v as f32);
     let mut nodes: Vec<(NodeId, usize)> = site.q.path.clone();
     nodes.extend(site.chain.iter().copied());
-    let rows: usize = batches
-        .iter()
-        .map(|b| b.z.len() / b.z.shape().last().copied().unwrap_or(1).max(1))
-        .sum();
+    let rows: usize = batches.iter().map(RecordedBatch::rows).sum();
     if rows == 0 {
         return Err("no calibration rows were recorded".into());
     }
@@ -621,7 +659,12 @@ pub fn measure(
                     .into_shape_with_order((z0.len() / cols.max(1), cols))
                     .map_err(|e| e.to_string())?;
                 let dy = dz.dot(&wo_t);
-                loss += dy.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>();
+                loss += dy
+                    .outer_iter()
+                    .enumerate()
+                    .filter(|(r, _)| b.keep.as_ref().is_none_or(|k| k.get(*r) == Some(&true)))
+                    .flat_map(|(_, row)| row.into_iter().map(|&x| (x as f64) * (x as f64)))
+                    .sum::<f64>();
             }
             Ok(loss / rows as f64)
         })

@@ -10,7 +10,7 @@
 //! its output then has, channel by channel, the mean `beta` and the variance `gamma^2` that real
 //! data gives it, and so do the inputs of the layers behind it.
 
-use super::layer::Consumer;
+use super::layer::{Consumer, LayerKind};
 use super::math::HessianSum;
 use crate::calib::{ArrayData, CalibBatch, NdArray};
 use ndarray::{Array2, ArrayD, Axis, IxDyn};
@@ -35,7 +35,7 @@ pub struct Collected {
 }
 
 /// Turn a calibration array into an interpreter value of the input's declared dtype.
-fn to_value(graph: &Graph, v: ValueId, a: &NdArray) -> Result<Value, String> {
+pub(crate) fn to_value(graph: &Graph, v: ValueId, a: &NdArray) -> Result<Value, String> {
     let name = &graph.value(v).name;
     let dtype = graph
         .value(v)
@@ -63,6 +63,12 @@ fn to_value(graph: &Graph, v: ValueId, a: &NdArray) -> Result<Value, String> {
 /// Run the model over `batch`, accumulating Hessians for `consumers[i]` for each `i` in
 /// `hessian_of`, and |activation| sums for `watch`; `extra` sees every node of the collecting
 /// run too.
+///
+/// With `mask` (a graph input of shape `[batch, positions]`, e.g. a transformer's
+/// `attention_mask`), the positions where it is zero (padding) are left out: a MatMul consumer's
+/// input rows and a value's energy are taken at the unmasked positions only, when the value has
+/// one row (its last axis) per mask position. Other values are taken whole.
+#[allow(clippy::too_many_arguments)]
 pub fn collect(
     model: &Model,
     batch: &CalibBatch,
@@ -70,6 +76,7 @@ pub fn collect(
     hessian_of: &[usize],
     watch: &[(ValueId, usize)],
     energy_of: &[ValueId],
+    mask: Option<ValueId>,
     extra: &mut dyn Observer,
 ) -> Result<Collected, String> {
     let graph = &model.graph;
@@ -117,9 +124,16 @@ pub fn collect(
     // few rows (17 for MiniLM), and a Gram product of so few rows costs as much to add as to
     // form.
     let mut carry: HashMap<usize, Vec<f32>> = HashMap::new();
+    let mask_name = mask.map(|v| graph.value(v).name.as_str());
     for (start, len) in batch.chunks() {
         let inputs = feeds(start, len)?;
         let refs: Vec<(&str, &Value)> = inputs.iter().map(|(n, v)| (n.as_str(), v)).collect();
+        // Which positions of this chunk count (row-major over `[batch, positions]`).
+        let keep: Option<Vec<bool>> = mask_name.and_then(|m| {
+            let (_, v) = inputs.iter().find(|(n, _)| n == m)?;
+            Some(v.to_f32_array().iter().map(|&x| x != 0.0).collect())
+        });
+        let keep = keep.as_deref();
         let hessians = &mut out.hessians;
         let activations = &mut out.activations;
         let energies = &mut out.energies;
@@ -135,13 +149,21 @@ pub fn collect(
                     return;
                 };
                 let rest = carry.entry(i).or_default();
-                if let Err(e) = accumulate(&consumers[i], x, y.shape(), sums, rest) {
+                let c = &consumers[i];
+                let kept = match (keep, &c.kind) {
+                    (Some(k), LayerKind::MatMul) => unmasked_rows(x, c.cols(), k),
+                    _ => None,
+                };
+                if let Err(e) = accumulate(c, kept.as_ref().unwrap_or(x), y.shape(), sums, rest) {
                     failure = Some(format!("node '{}': {e}", g.node(n).label()));
                 }
             }
             for (o, val) in g.node(n).outputs.iter().zip(outs) {
                 if let Some(o) = o.filter(|o| energy_of.contains(o)) {
                     if let Some(a) = val.as_f32() {
+                        let last = a.shape().last().copied().unwrap_or(1);
+                        let kept = keep.and_then(|k| unmasked_rows(val, last, k));
+                        let a = kept.as_ref().and_then(|v| v.as_f32()).unwrap_or(a);
                         *energies.entry(o).or_insert(0.0) +=
                             a.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>();
                     }
@@ -182,6 +204,34 @@ pub fn collect(
         }
     }
     Ok(out)
+}
+
+/// The rows of `x` (its elements as `rows x cols`, row-major) at the positions `keep` marks, as
+/// a `kept x cols` value; `None` unless `x` is f32 with exactly one row per position.
+fn unmasked_rows(x: &Value, cols: usize, keep: &[bool]) -> Option<Value> {
+    let a = x.as_f32()?;
+    if cols == 0 || a.len() != keep.len() * cols {
+        return None;
+    }
+    let mut data = Vec::with_capacity(a.len());
+    let mut rows = 0;
+    match a.as_slice() {
+        Some(s) => {
+            for (row, _) in s.chunks_exact(cols).zip(keep).filter(|(_, &k)| k) {
+                data.extend_from_slice(row);
+                rows += 1;
+            }
+        }
+        None => {
+            let all: Vec<f32> = a.iter().copied().collect();
+            for (row, _) in all.chunks_exact(cols).zip(keep).filter(|(_, &k)| k) {
+                data.extend_from_slice(row);
+                rows += 1;
+            }
+        }
+    }
+    let kept = ArrayD::from_shape_vec(IxDyn(&[rows, cols]), data).ok()?;
+    Some(Value::f32(kept))
 }
 
 /// An observer closure, with BatchNorm outputs renormalized when `bn` is set.
@@ -451,6 +501,104 @@ mod tests {
     }
 
     #[test]
+    fn masked_positions_are_left_out_of_hessians_and_energies() {
+        // Batch 2 (chunks of 2 samples), 4 positions; the mask keeps 3 positions of the first
+        // sample and 2 of the second. The Hessian and the energy of the output (one row per
+        // position) count those 5 rows only.
+        let model = spa_ir::text::parse_model(
+            "graph @main(%x: f32[2,4,2], %m: i64[2,4]) -> (%y: f32[2,4,3]) {
+  %w = const f32[2,3] dense<[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]>
+  %y = onnx.MatMul(%x, %w) : f32[2,4,3]
+  %c = onnx.Cast(%m) {to = 1} : f32[2,4]
+}",
+        )
+        .unwrap();
+        let g = &model.graph;
+        let node = g.node_ids().next().unwrap();
+        let consumer = Consumer {
+            node,
+            weight: g.node(node).input(1).unwrap(),
+            in_axis: 0,
+            kind: super::super::layer::LayerKind::MatMul,
+            subs: 1,
+            rows: 3,
+            inputs: 2,
+            kernel: 1,
+        };
+        let data: Vec<f32> = (0..16).map(|i| ((i as f32) * 0.731).sin()).collect();
+        let mask: Vec<i64> = vec![1, 1, 1, 0, 1, 1, 0, 0];
+        let batch = CalibBatch {
+            inputs: vec![
+                (
+                    g.inputs[0],
+                    NdArray {
+                        descr: "<f4".into(),
+                        shape: vec![2, 4, 2],
+                        data: ArrayData::Float(data.clone()),
+                    },
+                ),
+                (
+                    g.inputs[1],
+                    NdArray {
+                        descr: "<i8".into(),
+                        shape: vec![2, 4],
+                        data: ArrayData::Int(mask.clone()),
+                    },
+                ),
+            ],
+            samples: 2,
+            chunk: 2,
+            synthetic: false,
+        };
+        let y = g.node(node).output(0).unwrap();
+        let run = |mask_input| {
+            collect(
+                &model,
+                &batch,
+                std::slice::from_ref(&consumer),
+                &[0],
+                &[],
+                &[y],
+                mask_input,
+                &mut spa_ir::interp::NoObserver,
+            )
+            .unwrap()
+        };
+        let w = [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]];
+        for (mask_input, keep) in [
+            (None, vec![true; 8]),
+            (Some(g.inputs[1]), mask.iter().map(|&m| m != 0).collect()),
+        ] {
+            let out = run(mask_input);
+            let rows: Vec<[f64; 2]> = data
+                .chunks(2)
+                .zip(&keep)
+                .filter(|(_, &k)| k)
+                .map(|(r, _)| [r[0] as f64, r[1] as f64])
+                .collect();
+            let sum = &out.hessians[&0][0];
+            assert_eq!(sum.rows as usize, rows.len());
+            for (i, j) in [(0, 0), (0, 1), (1, 1)] {
+                let want: f64 = rows.iter().map(|r| r[i] * r[j]).sum();
+                assert!((sum.xtx[[i, j]] - want).abs() < 1e-5, "{i},{j}");
+            }
+            let energy: f64 = rows
+                .iter()
+                .map(|r| {
+                    (0..3)
+                        .map(|o| (r[0] * w[0][o] + r[1] * w[1][o]).powi(2))
+                        .sum::<f64>()
+                })
+                .sum();
+            assert!(
+                (out.energies[&y] - energy).abs() < 1e-3 * energy,
+                "{} vs {energy}",
+                out.energies[&y]
+            );
+        }
+    }
+
+    #[test]
     fn batch_one_rows_are_gathered_into_blocks_and_all_counted() {
         // Fixed batch 1, 300 rows per sample, 3 samples: the first two samples wait, then go
         // as one 600-row block; the last 300 are added at the end.
@@ -494,6 +642,7 @@ mod tests {
             &[0],
             &[],
             &[],
+            None,
             &mut spa_ir::interp::NoObserver,
         )
         .unwrap();

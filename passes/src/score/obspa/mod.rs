@@ -55,6 +55,9 @@ pub enum DataCriterion {
 #[derive(Clone, Debug, Default)]
 pub struct Compensation {
     pub layers: Vec<CompensatedLayer>,
+    /// The calibration data for `prune`'s LayerNorm re-fit (data from a file, models with
+    /// LayerNorms only).
+    pub refit: Option<crate::prune::refit::NormRefit>,
 }
 
 #[derive(Clone, Debug)]
@@ -81,6 +84,8 @@ pub struct DataScore {
     pub normalize: Normalize,
     /// Re-base attention heads ([`attention`], [`value`]).
     pub rebase: bool,
+    /// The graph input whose zeros mark padding positions (left out of the statistics).
+    pub mask: String,
 }
 
 fn failed(message: impl Into<String>) -> PassError {
@@ -107,6 +112,14 @@ pub fn create(opts: &Options, normalize: Normalize) -> Result<Option<Box<dyn Pas
         });
     }
     let source = DataSource::parse(opts.str("data"));
+    if !opts.str("mask").is_empty() && source == DataSource::None {
+        return Err(PassError::BadOption {
+            pass: "score".into(),
+            option: "mask".into(),
+            expected: "no mask unless criterion=obspa has data (FILE or synthetic)".into(),
+            value: opts.str("mask").into(),
+        });
+    }
     if criterion == DataCriterion::Activation && source == DataSource::None {
         return Err(PassError::BadOption {
             pass: "score".into(),
@@ -125,6 +138,7 @@ pub fn create(opts: &Options, normalize: Normalize) -> Result<Option<Box<dyn Pas
         damp,
         normalize,
         rebase: opts.bool("rebase"),
+        mask: opts.str("mask").to_string(),
     })))
 }
 
@@ -132,6 +146,10 @@ impl Pass for DataScore {
     fn run(&mut self, model: &mut Model, cx: &mut PassContext<'_>) -> Result<Preserved, PassError> {
         let groups = cx.analyses.get::<GroupAnalysis>(model)?.clone();
         let batch = calib::load(model, &self.calib).map_err(|e| failed(e.to_string()))?;
+        let mask = match (&batch, self.mask.as_str()) {
+            (Some(b), m) if !m.is_empty() => Some(mask_input(model, b, m)?),
+            _ => None,
+        };
         let (mut scores, compensation, stats) = match self.criterion {
             DataCriterion::Obspa => {
                 let out = obspa_scores(
@@ -141,6 +159,7 @@ impl Pass for DataScore {
                     self.damp,
                     self.normalize == Normalize::Relative,
                     self.rebase,
+                    mask,
                 )?;
                 // The Q/K and V/O bases the scores are in (the same function).
                 for (v, data) in &out.rotations {
@@ -180,6 +199,41 @@ impl Pass for DataScore {
         }
         Ok(Preserved::Only(keep))
     }
+}
+
+/// The graph input named `name`, checked as a padding mask: fed by the calibration batch, with
+/// shape `[batch, positions]`.
+fn mask_input(model: &Model, batch: &calib::CalibBatch, name: &str) -> Result<ValueId, PassError> {
+    let graph = &model.graph;
+    let bad = |expected: String| PassError::BadOption {
+        pass: "score".into(),
+        option: "mask".into(),
+        expected,
+        value: name.into(),
+    };
+    let names: Vec<&str> = graph
+        .inputs
+        .iter()
+        .map(|&v| graph.value(v).name.as_str())
+        .collect();
+    let v = graph
+        .inputs
+        .iter()
+        .copied()
+        .find(|&v| graph.value(v).name == name)
+        .ok_or_else(|| bad(format!("the name of a graph input ({})", names.join(", "))))?;
+    let (_, a) = batch
+        .inputs
+        .iter()
+        .find(|(i, _)| *i == v)
+        .ok_or_else(|| bad("a graph input the calibration data feeds".into()))?;
+    if a.shape.len() != 2 {
+        return Err(bad(format!(
+            "an input of shape [batch, positions] (the calibration data gives {:?})",
+            a.shape
+        )));
+    }
+    Ok(v)
 }
 
 fn normalize(scores: &mut [f64], how: Normalize) {
@@ -224,6 +278,7 @@ fn obspa_scores(
     damp: f64,
     relative: bool,
     rebase: bool,
+    mask: Option<ValueId>,
 ) -> Result<ObspaOut, PassError> {
     let graph = &model.graph;
     let consumers = layer::find_consumers(model, groups);
@@ -350,7 +405,7 @@ fn obspa_scores(
                 joins.iter().flatten().flat_map(|&(b, s)| [b, s]).collect();
             energy_of.sort_unstable_by_key(|v| v.0);
             energy_of.dedup();
-            let mut recorder = attention::Recorder::new(&sites, &all);
+            let mut recorder = attention::Recorder::new(&sites, &all, mask);
             let mut collected = collect::collect(
                 model,
                 batch,
@@ -358,6 +413,7 @@ fn obspa_scores(
                 &hessian_of,
                 &[],
                 &energy_of,
+                mask,
                 &mut recorder,
             )
             .map_err(failed)?;
@@ -510,6 +566,17 @@ fn obspa_scores(
                 })
             })
             .collect(),
+        refit: batch
+            .filter(|b| {
+                !b.synthetic
+                    && graph
+                        .node_ids()
+                        .any(|n| graph.node(n).op_type == "LayerNormalization")
+            })
+            .map(|b| crate::prune::refit::NormRefit {
+                batch: b.clone(),
+                mask: mask.map(|v| graph.value(v).name.clone()),
+            }),
     });
     let stats = vec![
         ("consumer layers", used.len()),
