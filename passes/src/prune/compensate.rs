@@ -4,11 +4,10 @@
 //! groups at once) and `Hinv` the inverse Hessian the score pass stored. Removed columns become
 //! zero, so `mode=mask` gives the same function as `mode=remove`.
 
-use super::positions;
+use super::{keep_map, positions};
 use crate::group::GroupAnalysis;
 use crate::score::obspa::{math, Compensation};
 use spa_ir::{AttrValue, DType, Graph, Model, Tensor, ValueDef, ValueId};
-use std::collections::HashMap;
 
 /// What was done, for statistics and warnings.
 #[derive(Debug, Default)]
@@ -26,14 +25,7 @@ pub fn apply(
     comp: &Compensation,
 ) -> Compensated {
     let mut done = Compensated::default();
-    let mut keep: HashMap<usize, &[u64]> = HashMap::new();
-    for (s, k) in kept.iter().enumerate() {
-        if let Some(&a) = groups.spaces.get(s) {
-            if (k.len() as u64) < groups.atoms[a].size.unwrap_or(0) {
-                keep.insert(a, k);
-            }
-        }
-    }
+    let keep = keep_map(groups, kept);
     if keep.is_empty() {
         return done;
     }

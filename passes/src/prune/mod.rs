@@ -338,6 +338,19 @@ fn factor_roles(groups: &GroupAnalysis) -> (HashSet<usize>, HashSet<usize>) {
 }
 
 /// Kept positions of an axis with term `t`, given kept channels per atom (`None`: all).
+/// The kept channels of every space that loses some, by atom.
+fn keep_map<'k>(groups: &GroupAnalysis, kept: &'k [Vec<u64>]) -> HashMap<usize, &'k [u64]> {
+    let mut keep = HashMap::new();
+    for (s, k) in kept.iter().enumerate() {
+        if let Some(&a) = groups.spaces.get(s) {
+            if (k.len() as u64) < groups.atoms[a].size.unwrap_or(0) {
+                keep.insert(a, k.as_slice());
+            }
+        }
+    }
+    keep
+}
+
 fn positions(groups: &GroupAnalysis, keep: &HashMap<usize, &[u64]>, t: &AtomTerm) -> Vec<u64> {
     let size = |a: usize| groups.atoms[a].size.unwrap_or(0);
     match t {
@@ -804,7 +817,9 @@ impl Pass for Prune {
                 .map_err(ir)?;
         }
         if let Some((original, r)) = refit {
-            match refit::refit_norms(&original, model, &r) {
+            let keep = keep_map(&groups, &kept);
+            let kept_of = |v: ValueId| Some(positions(&groups, &keep, groups.terms.get(&(v, 0))?));
+            match refit::refit_norms(&original, model, &r, &kept_of) {
                 Ok(n) => cx.stat("LayerNorms re-fitted", n),
                 Err(e) => cx.warn(format!("LayerNorms keep their scale and shift: {e}")),
             }

@@ -8,8 +8,9 @@
 //! model's normalized input `z_d` to the unpruned model's output `y_d` (least squares over the
 //! calibration positions, padding left out with `score{mask=...}`):
 //! `gamma_d = cov(z_d, y_d) / var(z_d)`, `beta_d = mean(y_d) - gamma_d mean(z_d)`. The next
-//! norm is fitted on the model with this one re-fitted. Only norms over the last axis whose width
-//! pruning did not change, with f32 scale and bias constants of their own, are re-fitted.
+//! norm is fitted on the model with this one re-fitted. Norms over the last axis with f32 scale
+//! and bias constants of their own are re-fitted; where the prune narrowed a norm (a pruned
+//! residual stream), dimension `d` is fitted to the unpruned output's dimension it kept.
 
 use super::compensate::replace_f32;
 use crate::calib::CalibBatch;
@@ -148,28 +149,37 @@ impl Observer for Input {
 }
 
 /// Re-fit the LayerNorms of `pruned` to the outputs of `original` on the calibration data.
-/// Returns how many were re-fitted.
+/// `kept(v)` gives the positions of the unpruned constant `v` (a norm's scale) that the prune
+/// kept. Returns how many were re-fitted.
 pub fn refit_norms(
     original: &Model,
     pruned: &mut Model,
     refit: &NormRefit,
+    kept: &dyn Fn(ValueId) -> Option<Vec<u64>>,
 ) -> Result<usize, String> {
-    let list: Vec<Norm> = norms(&pruned.graph)
+    let g = &original.graph;
+    let width_of: HashMap<&str, usize> = g
+        .value_ids()
+        .filter_map(|v| {
+            let val = g.value(v);
+            let d = val.ty.as_tensor()?.shape.as_ref()?.last()?.dim.known()?;
+            Some((val.name.as_str(), usize::try_from(d).ok()?))
+        })
+        .collect();
+    // Each norm with, per dimension, the dimension of the unpruned output it kept.
+    let list: Vec<(Norm, usize, Vec<usize>)> = norms(&pruned.graph)
         .into_iter()
-        .filter(|nm| {
-            // The same width in the unpruned model.
-            let g = &original.graph;
-            g.value_ids().any(|v| {
-                let val = g.value(v);
-                val.name == nm.output
-                    && val
-                        .ty
-                        .as_tensor()
-                        .and_then(|t| t.shape.as_ref())
-                        .and_then(|s| s.last())
-                        .and_then(|d| d.dim.known())
-                        == Some(nm.width as i64)
-            })
+        .filter_map(|nm| {
+            let full = *width_of.get(nm.output.as_str())?;
+            let map: Vec<usize> = if full == nm.width {
+                (0..full).collect()
+            } else {
+                kept(nm.scale)?
+                    .into_iter()
+                    .map(|p| usize::try_from(p).ok().filter(|&p| p < full))
+                    .collect::<Option<_>>()?
+            };
+            (map.len() == nm.width).then_some((nm, full, map))
         })
         .collect();
     if list.is_empty() {
@@ -189,7 +199,7 @@ pub fn refit_norms(
     let names: HashMap<String, usize> = list
         .iter()
         .enumerate()
-        .map(|(k, nm)| (nm.output.clone(), k))
+        .map(|(k, (nm, _, _))| (nm.output.clone(), k))
         .collect();
     let mut cap = Capture {
         names: &names,
@@ -197,18 +207,18 @@ pub fn refit_norms(
     };
     run(original, &chunks, &mut cap)?;
     let mut done = 0;
-    for (k, nm) in list.iter().enumerate() {
+    for (k, (nm, full, map)) in list.iter().enumerate() {
         let y = &cap.got[k];
         let mut inp = Input {
             node: nm.node,
             got: Vec::new(),
         };
         run(pruned, &chunks, &mut inp)?;
-        let w = nm.width;
-        if w == 0 || inp.got.len() != y.len() || y.len() % w != 0 {
+        let (w, full) = (nm.width, *full);
+        if w == 0 || y.len() % full != 0 || inp.got.len() != y.len() / full * w {
             continue;
         }
-        let rows = y.len() / w;
+        let rows = y.len() / full;
         let counts = |r: usize| {
             keep.as_ref()
                 .filter(|k| k.len() == rows)
@@ -225,7 +235,7 @@ pub fn refit_norms(
             let inv = 1.0 / (var + nm.eps).sqrt();
             for d in 0..w {
                 let z = (x[d] as f64 - mean) * inv;
-                let t = y[r * w + d] as f64;
+                let t = y[r * full + map[d]] as f64;
                 sz[d] += z;
                 szz[d] += z * z;
                 sy[d] += t;
@@ -341,7 +351,8 @@ mod tests {
             batch: b.clone(),
             mask: Some("m".into()),
         };
-        assert_eq!(refit_norms(&original, &mut same, &refit), Ok(1));
+        let all = |_: ValueId| None;
+        assert_eq!(refit_norms(&original, &mut same, &refit, &all), Ok(1));
         let ((s0, b0), (s1, b1)) = (params(&original), params(&same));
         for d in 0..4 {
             assert!((s0[d] - s1[d]).abs() < 1e-4 && (b0[d] - b1[d]).abs() < 1e-4);
@@ -359,7 +370,7 @@ mod tests {
                 .sum::<f64>()
         };
         let before = err(&pruned);
-        assert_eq!(refit_norms(&original, &mut pruned, &refit), Ok(1));
+        assert_eq!(refit_norms(&original, &mut pruned, &refit, &all), Ok(1));
         let after = err(&pruned);
         assert!(after < 0.9 * before, "{after} vs {before}");
         // Positions the mask drops do not count: changing their inputs changes nothing.
@@ -370,7 +381,7 @@ mod tests {
                 batch: batch(&original, x, mask.clone()),
                 mask: Some("m".into()),
             };
-            refit_norms(&original, &mut p, &r).unwrap();
+            refit_norms(&original, &mut p, &r, &|_| None).unwrap();
             params(&p)
         };
         let mut noisy = x.clone();

@@ -500,6 +500,22 @@ mod tests {
         }
     }
 
+    /// The graph's first node, a MatMul of a `[.., 2]` input by a `2 x 3` weight, as a consumer.
+    fn first_matmul(g: &Graph) -> (NodeId, Consumer) {
+        let node = g.node_ids().next().unwrap();
+        let consumer = Consumer {
+            node,
+            weight: g.node(node).input(1).unwrap(),
+            in_axis: 0,
+            kind: LayerKind::MatMul,
+            subs: 1,
+            rows: 3,
+            inputs: 2,
+            kernel: 1,
+        };
+        (node, consumer)
+    }
+
     #[test]
     fn masked_positions_are_left_out_of_hessians_and_energies() {
         // Batch 2 (chunks of 2 samples), 4 positions; the mask keeps 3 positions of the first
@@ -514,17 +530,7 @@ mod tests {
         )
         .unwrap();
         let g = &model.graph;
-        let node = g.node_ids().next().unwrap();
-        let consumer = Consumer {
-            node,
-            weight: g.node(node).input(1).unwrap(),
-            in_axis: 0,
-            kind: super::super::layer::LayerKind::MatMul,
-            subs: 1,
-            rows: 3,
-            inputs: 2,
-            kernel: 1,
-        };
+        let (node, consumer) = first_matmul(g);
         let data: Vec<f32> = (0..16).map(|i| ((i as f32) * 0.731).sin()).collect();
         let mask: Vec<i64> = vec![1, 1, 1, 0, 1, 1, 0, 0];
         let batch = CalibBatch {
@@ -610,17 +616,7 @@ mod tests {
         )
         .unwrap();
         let g = &model.graph;
-        let node = g.node_ids().next().unwrap();
-        let consumer = Consumer {
-            node,
-            weight: g.node(node).input(1).unwrap(),
-            in_axis: 0,
-            kind: super::super::layer::LayerKind::MatMul,
-            subs: 1,
-            rows: 3,
-            inputs: 2,
-            kernel: 1,
-        };
+        let (_, consumer) = first_matmul(g);
         let data: Vec<f32> = (0..1800).map(|i| ((i as f32) * 0.731).sin()).collect();
         let batch = CalibBatch {
             inputs: vec![(
