@@ -360,4 +360,24 @@ fn layernorms_refitted_after_compensation_with_calibration_data() {
         ],
     );
     assert!(e[0] < e[1], "re-fitted {} vs not {}", e[0], e[1]);
+    // With mode=mask the norms keep their width: the dims the prune zeroed stay zero and only
+    // the kept ones are re-fitted.
+    let masked = run(
+        &model,
+        &format!("{score},prune{{target-flops=0.6,mode=mask}}"),
+    );
+    let names = masked.graph.names();
+    let get = |m: &Model, v| m.graph.constant(v).unwrap().to_f32().unwrap();
+    let (before, after) = (
+        get(&model, model.graph.names()["blocks.0.ln1.weight"]),
+        get(&masked, names["blocks.0.ln1.weight"]),
+    );
+    let zeroed = after.iter().filter(|&&v| v == 0.0).count();
+    let refitted = before
+        .iter()
+        .zip(&after)
+        .filter(|(b, a)| a != b && **a != 0.0)
+        .count();
+    assert!(zeroed > 0 && zeroed < after.len(), "{zeroed} zeroed");
+    assert_eq!(refitted, after.len() - zeroed, "{after:?}");
 }

@@ -10,7 +10,8 @@
 //! `gamma_d = cov(z_d, y_d) / var(z_d)`, `beta_d = mean(y_d) - gamma_d mean(z_d)`. The next
 //! norm is fitted on the model with this one re-fitted. Norms over the last axis with f32 scale
 //! and bias constants of their own are re-fitted; where the prune narrowed a norm (a pruned
-//! residual stream), dimension `d` is fitted to the unpruned output's dimension it kept.
+//! residual stream), dimension `d` is fitted to the unpruned output's dimension it kept; with
+//! `mode=mask` the dimensions the prune zeroed stay zero and only the kept ones are fitted.
 
 use super::compensate::replace_f32;
 use crate::calib::CalibBatch;
@@ -166,18 +167,26 @@ pub fn refit_norms(
             Some((val.name.as_str(), usize::try_from(d).ok()?))
         })
         .collect();
-    // Each norm with, per dimension, the dimension of the unpruned output it kept.
-    let list: Vec<(Norm, usize, Vec<usize>)> = norms(&pruned.graph)
+    // Each norm with, per dimension, the dimension of the unpruned output it is fitted to:
+    // none for a dimension `prune{mode=mask}` zeroed (it stays zero).
+    let list: Vec<(Norm, usize, Vec<Option<usize>>)> = norms(&pruned.graph)
         .into_iter()
         .filter_map(|nm| {
             let full = *width_of.get(nm.output.as_str())?;
-            let map: Vec<usize> = if full == nm.width {
-                (0..full).collect()
-            } else {
-                kept(nm.scale)?
-                    .into_iter()
+            let kept: Option<Vec<usize>> = kept(nm.scale).and_then(|k| {
+                k.into_iter()
                     .map(|p| usize::try_from(p).ok().filter(|&p| p < full))
-                    .collect::<Option<_>>()?
+                    .collect()
+            });
+            let map: Vec<Option<usize>> = match kept {
+                Some(k) if full == nm.width => {
+                    let mut m = vec![None; full];
+                    k.into_iter().for_each(|p| m[p] = Some(p));
+                    m
+                }
+                None if full == nm.width => (0..full).map(Some).collect(),
+                Some(k) => k.into_iter().map(Some).collect(),
+                None => return None,
             };
             (map.len() == nm.width).then_some((nm, full, map))
         })
@@ -233,9 +242,10 @@ pub fn refit_norms(
             let mean = x.iter().map(|&v| v as f64).sum::<f64>() / w as f64;
             let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / w as f64;
             let inv = 1.0 / (var + nm.eps).sqrt();
-            for d in 0..w {
+            for (d, &o) in map.iter().enumerate() {
+                let Some(o) = o else { continue };
                 let z = (x[d] as f64 - mean) * inv;
-                let t = y[r * full + map[d]] as f64;
+                let t = y[r * full + o] as f64;
                 sz[d] += z;
                 szz[d] += z * z;
                 sy[d] += t;
@@ -256,7 +266,7 @@ pub fn refit_norms(
         if gamma.len() != w || beta.len() != w {
             continue;
         }
-        for d in 0..w {
+        for d in (0..w).filter(|&d| map[d].is_some()) {
             let (mz, my) = (sz[d] / n, sy[d] / n);
             let var = szz[d] / n - mz * mz;
             let cov = szy[d] / n - mz * my;
