@@ -15,10 +15,11 @@
 
 use super::compensate::replace_f32;
 use crate::calib::CalibBatch;
-use crate::score::obspa::collect::to_value;
+use crate::score::obspa::collect::{chunk_feeds, unmasked};
 use spa_ir::interp::{Interpreter, Observer, Value};
 use spa_ir::{Graph, Model, NodeId, ValueId};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Calibration samples the re-fit runs (the first ones of the batch).
 pub const REFIT_SAMPLES: usize = 128;
@@ -26,7 +27,7 @@ pub const REFIT_SAMPLES: usize = 128;
 /// What the score pass leaves for the re-fit: its calibration batch (from a file) and mask.
 #[derive(Clone, Debug)]
 pub struct NormRefit {
-    pub batch: CalibBatch,
+    pub batch: Arc<CalibBatch>,
     /// Name of the graph input whose zeros mark padding positions.
     pub mask: Option<String>,
 }
@@ -88,13 +89,7 @@ fn feeds(graph: &Graph, batch: &CalibBatch) -> Result<Vec<Vec<(String, Value)>>,
         .chunks()
         .into_iter()
         .filter(|&(s, _)| s < n)
-        .map(|(s, len)| {
-            batch
-                .slice(s, len.min(n - s))
-                .iter()
-                .map(|(v, a)| Ok((graph.value(*v).name.clone(), to_value(graph, *v, a)?)))
-                .collect()
-        })
+        .map(|(s, len)| chunk_feeds(graph, batch, s, len.min(n - s)))
         .collect()
 }
 
@@ -200,7 +195,7 @@ pub fn refit_norms(
         let mut all = Vec::new();
         for c in &chunks {
             let (_, v) = c.iter().find(|(n, _)| n == m)?;
-            all.extend(v.to_f32_array().iter().map(|&x| x != 0.0));
+            all.extend(unmasked(v));
         }
         Some(all)
     });
@@ -228,11 +223,8 @@ pub fn refit_norms(
             continue;
         }
         let rows = y.len() / full;
-        let counts = |r: usize| {
-            keep.as_ref()
-                .filter(|k| k.len() == rows)
-                .is_none_or(|k| k[r])
-        };
+        let keep = keep.as_ref().filter(|k| k.len() == rows);
+        let counts = |r: usize| keep.is_none_or(|k| k[r]);
         // Per dimension: sums of z, z^2, y, z y over the positions that count.
         let (mut sz, mut szz, mut sy, mut szy) =
             (vec![0.0; w], vec![0.0; w], vec![0.0; w], vec![0.0; w]);
@@ -358,7 +350,7 @@ mod tests {
         // Unchanged weights: the least-squares scale and shift are the norm's own.
         let mut same = original.clone();
         let refit = NormRefit {
-            batch: b.clone(),
+            batch: Arc::new(b.clone()),
             mask: Some("m".into()),
         };
         let all = |_: ValueId| None;
@@ -388,7 +380,7 @@ mod tests {
         let fit = |x: Vec<f32>| {
             let mut p = model(&cut);
             let r = NormRefit {
-                batch: batch(&original, x, mask.clone()),
+                batch: Arc::new(batch(&original, x, mask.clone())),
                 mask: Some("m".into()),
             };
             refit_norms(&original, &mut p, &r, &|_| None).unwrap();

@@ -484,7 +484,7 @@ pub static INFO: PassInfo = PassInfo {
             name: "mask",
             kind: OptionKind::Str,
             default: "",
-            help: "obspa with data: the graph input whose zeros mark padding positions, of shape [batch, positions] (e.g. attention_mask): rows of layer input and residual-stream energies at those positions are left out of the statistics. Default: none (every position counts)",
+            help: "obspa with data: the graph input whose zeros mark padding positions, of shape [batch, positions] (e.g. attention_mask): rows at those positions are left out of MatMul layers' Hessians, residual-stream energies, the Q/K attention measurement and prune's LayerNorm re-fit. Default: none (every position counts)",
         },
     ],
     create: |opts: &Options| {

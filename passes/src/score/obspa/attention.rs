@@ -299,8 +299,8 @@ struct Batch {
     point: Option<Value>,
     inputs: HashMap<NodeId, Vec<Option<Value>>>,
     z: Option<Value>,
-    /// Which rows count (the padding mask's nonzero positions), when there is a mask.
-    keep: Option<Vec<bool>>,
+    /// The rows that count, by index (the padding mask's nonzero positions), when there is a mask.
+    keep: Option<Vec<usize>>,
 }
 
 /// Records, per site, the values the measurement re-evaluates, for the first
@@ -343,7 +343,7 @@ impl Observer for Recorder<'_> {
                 .position(|x| *x == Some(m))
                 .and_then(|k| ins.get(k))
             {
-                self.keep = Some(v.to_f32_array().iter().map(|&x| x != 0.0).collect());
+                self.keep = Some(super::collect::unmasked(v));
             }
         }
         for (i, site) in self.sites.iter().enumerate() {
@@ -373,10 +373,12 @@ impl Observer for Recorder<'_> {
                 let b = std::mem::take(&mut self.current[i]);
                 if let (Some(z), true) = (z, cols > 0) {
                     let rows = z.len() / cols;
-                    let keep = self.keep.clone().filter(|k| k.len() == rows);
-                    self.rows[i] += keep
+                    let keep: Option<Vec<usize>> = self
+                        .keep
                         .as_ref()
-                        .map_or(rows, |k| k.iter().filter(|&&x| x).count());
+                        .filter(|k| k.len() == rows)
+                        .map(|k| (0..rows).filter(|&r| k[r]).collect());
+                    self.rows[i] += keep.as_ref().map_or(rows, Vec::len);
                     self.done[i].push(Batch {
                         z: Some(z),
                         keep,
@@ -413,15 +415,15 @@ pub struct RecordedBatch {
     point: Value,
     inputs: HashMap<NodeId, Vec<Option<Value>>>,
     z: Value,
-    /// The rows that count (all when `None`).
-    keep: Option<Vec<bool>>,
+    /// The rows that count, by index (all when `None`).
+    keep: Option<Vec<usize>>,
 }
 
 impl RecordedBatch {
     /// Rows of the attention output that count.
     fn rows(&self) -> usize {
         match &self.keep {
-            Some(k) => k.iter().filter(|&&x| x).count(),
+            Some(k) => k.len(),
             None => self.z.len() / self.z.shape().last().copied().unwrap_or(1).max(1),
         }
     }
@@ -658,13 +660,13 @@ pub fn measure(
                 let dz = (zn - z0)
                     .into_shape_with_order((z0.len() / cols.max(1), cols))
                     .map_err(|e| e.to_string())?;
+                // Padding rows are dropped before the product.
+                let dz = match &b.keep {
+                    Some(k) => dz.select(ndarray::Axis(0), k),
+                    None => dz,
+                };
                 let dy = dz.dot(&wo_t);
-                loss += dy
-                    .outer_iter()
-                    .enumerate()
-                    .filter(|(r, _)| b.keep.as_ref().is_none_or(|k| k.get(*r) == Some(&true)))
-                    .flat_map(|(_, row)| row.into_iter().map(|&x| (x as f64) * (x as f64)))
-                    .sum::<f64>();
+                loss += dy.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>();
             }
             Ok(loss / rows as f64)
         })

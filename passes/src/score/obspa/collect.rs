@@ -60,6 +60,25 @@ pub(crate) fn to_value(graph: &Graph, v: ValueId, a: &NdArray) -> Result<Value, 
     Value::with_dtype(dtype, data).map_err(bad)
 }
 
+/// Samples `start..start + len` of `batch` as named interpreter inputs.
+pub(crate) fn chunk_feeds(
+    graph: &Graph,
+    batch: &CalibBatch,
+    start: usize,
+    len: usize,
+) -> Result<Vec<(String, Value)>, String> {
+    batch
+        .slice(start, len)
+        .iter()
+        .map(|(v, a)| Ok((graph.value(*v).name.clone(), to_value(graph, *v, a)?)))
+        .collect()
+}
+
+/// The positions a padding mask keeps (its nonzero elements, row-major).
+pub(crate) fn unmasked(mask: &Value) -> Vec<bool> {
+    mask.to_f32_array().iter().map(|&x| x != 0.0).collect()
+}
+
 /// Run the model over `batch`, accumulating Hessians for `consumers[i]` for each `i` in
 /// `hessian_of`, and |activation| sums for `watch`; `extra` sees every node of the collecting
 /// run too.
@@ -94,13 +113,7 @@ pub fn collect(
     for &(v, k) in watch {
         watched.entry(v).or_default().push(k);
     }
-    let feeds = |start: usize, len: usize| -> Result<Vec<(String, Value)>, String> {
-        batch
-            .slice(start, len)
-            .iter()
-            .map(|(v, a)| Ok((graph.value(*v).name.clone(), to_value(graph, *v, a)?)))
-            .collect()
-    };
+    let feeds = |start: usize, len: usize| chunk_feeds(graph, batch, start, len);
     let has_bn = graph
         .node_ids()
         .any(|n| graph.node(n).op_type == "BatchNormalization");
@@ -131,7 +144,7 @@ pub fn collect(
         // Which positions of this chunk count (row-major over `[batch, positions]`).
         let keep: Option<Vec<bool>> = mask_name.and_then(|m| {
             let (_, v) = inputs.iter().find(|(n, _)| n == m)?;
-            Some(v.to_f32_array().iter().map(|&x| x != 0.0).collect())
+            Some(unmasked(v))
         });
         let keep = keep.as_deref();
         let hessians = &mut out.hessians;
@@ -213,24 +226,13 @@ fn unmasked_rows(x: &Value, cols: usize, keep: &[bool]) -> Option<Value> {
     if cols == 0 || a.len() != keep.len() * cols {
         return None;
     }
+    let a = a.as_standard_layout();
+    let s = a.as_slice()?;
     let mut data = Vec::with_capacity(a.len());
-    let mut rows = 0;
-    match a.as_slice() {
-        Some(s) => {
-            for (row, _) in s.chunks_exact(cols).zip(keep).filter(|(_, &k)| k) {
-                data.extend_from_slice(row);
-                rows += 1;
-            }
-        }
-        None => {
-            let all: Vec<f32> = a.iter().copied().collect();
-            for (row, _) in all.chunks_exact(cols).zip(keep).filter(|(_, &k)| k) {
-                data.extend_from_slice(row);
-                rows += 1;
-            }
-        }
+    for (row, _) in s.chunks_exact(cols).zip(keep).filter(|(_, &k)| k) {
+        data.extend_from_slice(row);
     }
-    let kept = ArrayD::from_shape_vec(IxDyn(&[rows, cols]), data).ok()?;
+    let kept = ArrayD::from_shape_vec(IxDyn(&[data.len() / cols, cols]), data).ok()?;
     Some(Value::f32(kept))
 }
 

@@ -574,7 +574,7 @@ fn obspa_scores(
                         .any(|n| graph.node(n).op_type == "LayerNormalization")
             })
             .map(|b| crate::prune::refit::NormRefit {
-                batch: b.clone(),
+                batch: std::sync::Arc::new(b.clone()),
                 mask: mask.map(|v| graph.value(v).name.clone()),
             }),
     });
