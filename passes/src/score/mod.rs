@@ -509,11 +509,12 @@ pub static INFO: PassInfo = PassInfo {
             }
             _ => Normalize::None,
         };
-        if !opts.str("mask").is_empty() && !obspa {
+        let data = crate::calib::DataSource::parse(opts.str("data"));
+        if !opts.str("mask").is_empty() && (!obspa || data == crate::calib::DataSource::None) {
             return Err(PassError::BadOption {
                 pass: "score".into(),
                 option: "mask".into(),
-                expected: "no mask unless criterion=obspa (with data)".into(),
+                expected: "no mask unless criterion=obspa has data (FILE or synthetic)".into(),
                 value: opts.str("mask").into(),
             });
         }

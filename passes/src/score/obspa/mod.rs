@@ -112,14 +112,6 @@ pub fn create(opts: &Options, normalize: Normalize) -> Result<Option<Box<dyn Pas
         });
     }
     let source = DataSource::parse(opts.str("data"));
-    if !opts.str("mask").is_empty() && source == DataSource::None {
-        return Err(PassError::BadOption {
-            pass: "score".into(),
-            option: "mask".into(),
-            expected: "no mask unless criterion=obspa has data (FILE or synthetic)".into(),
-            value: opts.str("mask").into(),
-        });
-    }
     if criterion == DataCriterion::Activation && source == DataSource::None {
         return Err(PassError::BadOption {
             pass: "score".into(),
