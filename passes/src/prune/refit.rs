@@ -793,4 +793,82 @@ mod tests {
         // The second norm's fit differs from one made on the unfitted first norm.
         assert_ne!(get(&got, "s1"), get(&original, "s1"));
     }
+
+    /// `f` on a thread with a deadline: a thread left waiting at a barrier fails the test
+    /// instead of hanging it.
+    fn within_a_minute<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(60))
+            .expect("still waiting after a minute")
+    }
+
+    #[test]
+    fn the_barrier_goes_on_when_a_party_leaves() {
+        let leaders = within_a_minute(|| {
+            let barrier = Barrier::new(4);
+            let leaders = Mutex::new(0);
+            std::thread::scope(|s| {
+                for _ in 0..3 {
+                    s.spawn(|| {
+                        for _ in 0..5 {
+                            if barrier.wait() {
+                                *lock(&leaders) += 1;
+                            }
+                        }
+                    });
+                }
+                // The fourth party never came: the three others must not wait for it.
+                barrier.leave();
+            });
+            leaders.into_inner().unwrap_or_else(|e| e.into_inner())
+        });
+        assert_eq!(leaders, 5, "one leader per generation");
+    }
+
+    #[test]
+    fn a_chunk_whose_run_fails_after_a_norm_leaves_no_thread_waiting() {
+        let w: Vec<f32> = (0..16).map(|i| ((i as f32) * 0.917).sin()).collect();
+        let x: Vec<f32> = (0..48).map(|i| ((i as f32) * 1.37).cos() * 2.0).collect();
+        let original = two_norms(&w, &w);
+        // Between the two norms, a Gather at the largest value of `m`: in range for the first
+        // chunk (samples 0-1), out of range for the second, whose run fails there while the
+        // first chunk's thread waits at the second norm.
+        let mut pruned = spa_ir::text::parse_model(&format!(
+            "graph @main(%x: f32[2,3,4], %m: i64[2,3]) -> (%y: f32[2,3,4]) {{
+  %w1 = const f32[4,4] dense<[{0}]>
+  %h = onnx.MatMul(%x, %w1) : f32[2,3,4]
+  %s1 = const f32[4] dense<[1.0, 0.5, 2.0, 1.5]>
+  %b1 = const f32[4] dense<[0.1, -0.2, 0.3, 0.0]>
+  %n1 = onnx.LayerNormalization(%h, %s1, %b1) {{axis = -1}} : f32[2,3,4]
+  %i = onnx.ReduceMax(%m) {{keepdims = 0}} : i64[]
+  %g = onnx.Gather(%n1, %i) {{axis = 1}} : f32[2,4]
+  %ax = const i64[1] dense<[1]>
+  %e = onnx.Unsqueeze(%g, %ax) : f32[2,1,4]
+  %w2 = const f32[4,4] dense<[{0}]>
+  %k = onnx.MatMul(%n1, %w2) : f32[2,3,4]
+  %ke = onnx.Add(%k, %e) : f32[2,3,4]
+  %s2 = const f32[4] dense<[0.7, 1.2, 0.9, 1.1]>
+  %b2 = const f32[4] dense<[0.0, 0.2, -0.1, 0.4]>
+  %y = onnx.LayerNormalization(%ke, %s2, %b2) {{axis = -1}} : f32[2,3,4]
+  %c = onnx.Cast(%m) {{to = 1}} : f32[2,3]
+}}",
+            w.iter()
+                .map(|v| format!("{v:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .unwrap();
+        let mut m = vec![1i64; 12];
+        m[8] = 9;
+        let refit = NormRefit {
+            batch: Arc::new(batch(&original, x, m)),
+            mask: None,
+        };
+        let e = within_a_minute(move || refit_norms(&original, &mut pruned, &refit, &|_| None))
+            .unwrap_err();
+        assert!(e.contains("calibration run failed"), "{e}");
+    }
 }
