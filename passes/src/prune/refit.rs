@@ -359,24 +359,23 @@ impl Observer for Lockstep<'_> {
         };
         self.skip_to(k);
         let fit = &self.shared.fits[k];
-        let x = ins.first().copied().flatten().and_then(|v| v.as_f32());
-        let sums = x.and_then(|x| {
-            let x = x.as_standard_layout();
-            let x = x.as_slice()?;
-            fit.sums(x, &self.targets[k], self.keep.as_deref())
-        });
+        let x = ins
+            .first()
+            .copied()
+            .flatten()
+            .and_then(|v| v.as_f32())
+            .map(|x| x.as_standard_layout());
+        let xs = x.as_ref().and_then(|x| x.as_slice());
+        let sums = xs.and_then(|xs| fit.sums(xs, &self.targets[k], self.keep.as_deref()));
         let fitted = self.shared.sync(k, self.chunk, sums);
         self.passed = k + 1;
-        let (Some(p), Some(x), Some(out)) = (fitted, x, outs.first_mut()) else {
-            return;
-        };
-        let x = x.as_standard_layout();
-        let (Some(xs), shape) = (x.as_slice(), out.shape().to_vec()) else {
+        let (Some(p), Some(xs), Some(out)) = (fitted, xs, outs.first_mut()) else {
             return;
         };
         if xs.len() != out.len() {
             return;
         }
+        let shape = out.shape().to_vec();
         let mut y = vec![0.0f32; xs.len()];
         let w = fit.norm.width;
         fit.each_z(xs, |r, d, z| {
