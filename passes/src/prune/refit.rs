@@ -3,12 +3,13 @@
 //! Compensation re-fits each consumer to its own original outputs, one layer at a time; what is
 //! left of the error reaches the next LayerNorm, which normalizes every position by its own mean
 //! and variance, so small errors in the stream change the scale of what follows. Here, one
-//! LayerNorm at a time in graph order, the pruned model is run on the first calibration samples
-//! and each output dimension `d` of the norm gets the scale and shift that best map the pruned
-//! model's normalized input `z_d` to the unpruned model's output `y_d` (least squares over the
+//! LayerNorm at a time in the order they run, on the first calibration samples, each output
+//! dimension `d` of the norm gets the scale and shift that best map the pruned model's
+//! normalized input `z_d` to the unpruned model's output `y_d` (least squares over the
 //! calibration positions, padding left out with `score{mask=...}`):
 //! `gamma_d = cov(z_d, y_d) / var(z_d)`, `beta_d = mean(y_d) - gamma_d mean(z_d)`. The next
-//! norm is fitted on the model with this one re-fitted. Norms over the last axis with f32 scale
+//! norm is fitted on the model with this one re-fitted, all in one run of the pruned model
+//! (see [`refit_norms`]). Norms over the last axis with f32 scale
 //! and bias constants of their own are re-fitted; where the prune narrowed a norm (a pruned
 //! residual stream), dimension `d` is fitted to the unpruned output's dimension it kept; with
 //! `mode=mask` the dimensions the prune zeroed stay zero and only the kept ones are fitted.
@@ -560,21 +561,45 @@ mod tests {
     use super::*;
     use crate::calib::{ArrayData, NdArray};
 
-    /// `x @ W -> LayerNorm -> y`, 3 positions of width 4 per sample, with `W` given.
-    fn model(w: &[f32]) -> Model {
-        let w: Vec<String> = w.iter().map(|v| format!("{v:?}")).collect();
-        spa_ir::text::parse_model(&format!(
+    fn dense(w: &[f32]) -> String {
+        let v: Vec<String> = w.iter().map(|v| format!("{v:?}")).collect();
+        v.join(", ")
+    }
+
+    /// The test models: `x @ W1 -> LayerNorm` (scale `%s1`, shift `%b1`), 3 positions of width 4
+    /// per sample. With `second = (W2, lines, input)`: then `%k = %n1 @ W2`, the `lines` (which
+    /// may compute the second norm's `input` from `%k`), and a second LayerNorm (`%s2`, `%b2`).
+    /// The last norm's output is `%y`.
+    fn net(w1: &[f32], second: Option<(&[f32], &str, &str)>) -> Model {
+        let first = if second.is_some() { "n1" } else { "y" };
+        let mut text = format!(
             "graph @main(%x: f32[2,3,4], %m: i64[2,3]) -> (%y: f32[2,3,4]) {{
-  %w = const f32[4,4] dense<[{}]>
-  %h = onnx.MatMul(%x, %w) : f32[2,3,4]
-  %s = const f32[4] dense<[1.0, 0.5, 2.0, 1.5]>
-  %b = const f32[4] dense<[0.1, -0.2, 0.3, 0.0]>
-  %y = onnx.LayerNormalization(%h, %s, %b) {{axis = -1}} : f32[2,3,4]
-  %c = onnx.Cast(%m) {{to = 1}} : f32[2,3]
-}}",
-            w.join(", ")
-        ))
-        .unwrap()
+  %w1 = const f32[4,4] dense<[{}]>
+  %h = onnx.MatMul(%x, %w1) : f32[2,3,4]
+  %s1 = const f32[4] dense<[1.0, 0.5, 2.0, 1.5]>
+  %b1 = const f32[4] dense<[0.1, -0.2, 0.3, 0.0]>
+  %{first} = onnx.LayerNormalization(%h, %s1, %b1) {{axis = -1}} : f32[2,3,4]
+",
+            dense(w1)
+        );
+        if let Some((w2, lines, input)) = second {
+            text += &format!(
+                "  %w2 = const f32[4,4] dense<[{}]>
+  %k = onnx.MatMul(%n1, %w2) : f32[2,3,4]
+{lines}  %s2 = const f32[4] dense<[0.7, 1.2, 0.9, 1.1]>
+  %b2 = const f32[4] dense<[0.0, 0.2, -0.1, 0.4]>
+  %y = onnx.LayerNormalization(%{input}, %s2, %b2) {{axis = -1}} : f32[2,3,4]
+",
+                dense(w2)
+            );
+        }
+        text += "  %c = onnx.Cast(%m) {to = 1} : f32[2,3]\n}";
+        spa_ir::text::parse_model(&text).unwrap()
+    }
+
+    /// `x @ W -> LayerNorm -> y`.
+    fn model(w: &[f32]) -> Model {
+        net(w, None)
     }
 
     fn batch(m: &Model, x: Vec<f32>, mask: Vec<i64>) -> CalibBatch {
@@ -618,7 +643,7 @@ mod tests {
     fn params(m: &Model) -> (Vec<f32>, Vec<f32>) {
         let names = m.graph.names();
         let get = |n: &str| m.graph.constant(names[n]).unwrap().to_f32().unwrap();
-        (get("s"), get("b"))
+        (get("s1"), get("b1"))
     }
 
     #[test]
@@ -678,30 +703,9 @@ mod tests {
         }
     }
 
-    /// `x @ W1 -> LayerNorm -> @ W2 -> LayerNorm`, 3 positions of width 4 per sample.
+    /// `x @ W1 -> LayerNorm -> @ W2 -> LayerNorm`.
     fn two_norms(w1: &[f32], w2: &[f32]) -> Model {
-        let show = |w: &[f32]| {
-            let v: Vec<String> = w.iter().map(|v| format!("{v:?}")).collect();
-            v.join(", ")
-        };
-        spa_ir::text::parse_model(&format!(
-            "graph @main(%x: f32[2,3,4], %m: i64[2,3]) -> (%y: f32[2,3,4]) {{
-  %w1 = const f32[4,4] dense<[{}]>
-  %h = onnx.MatMul(%x, %w1) : f32[2,3,4]
-  %s1 = const f32[4] dense<[1.0, 0.5, 2.0, 1.5]>
-  %b1 = const f32[4] dense<[0.1, -0.2, 0.3, 0.0]>
-  %n1 = onnx.LayerNormalization(%h, %s1, %b1) {{axis = -1}} : f32[2,3,4]
-  %w2 = const f32[4,4] dense<[{}]>
-  %k = onnx.MatMul(%n1, %w2) : f32[2,3,4]
-  %s2 = const f32[4] dense<[0.7, 1.2, 0.9, 1.1]>
-  %b2 = const f32[4] dense<[0.0, 0.2, -0.1, 0.4]>
-  %y = onnx.LayerNormalization(%k, %s2, %b2) {{axis = -1}} : f32[2,3,4]
-  %c = onnx.Cast(%m) {{to = 1}} : f32[2,3]
-}}",
-            show(w1),
-            show(w2)
-        ))
-        .unwrap()
+        net(w1, Some((w2, "", "k")))
     }
 
     /// Observer: the first input of one node.
@@ -835,31 +839,13 @@ mod tests {
         // Between the two norms, a Gather at the largest value of `m`: in range for the first
         // chunk (samples 0-1), out of range for the second, whose run fails there while the
         // first chunk's thread waits at the second norm.
-        let mut pruned = spa_ir::text::parse_model(&format!(
-            "graph @main(%x: f32[2,3,4], %m: i64[2,3]) -> (%y: f32[2,3,4]) {{
-  %w1 = const f32[4,4] dense<[{0}]>
-  %h = onnx.MatMul(%x, %w1) : f32[2,3,4]
-  %s1 = const f32[4] dense<[1.0, 0.5, 2.0, 1.5]>
-  %b1 = const f32[4] dense<[0.1, -0.2, 0.3, 0.0]>
-  %n1 = onnx.LayerNormalization(%h, %s1, %b1) {{axis = -1}} : f32[2,3,4]
-  %i = onnx.ReduceMax(%m) {{keepdims = 0}} : i64[]
-  %g = onnx.Gather(%n1, %i) {{axis = 1}} : f32[2,4]
+        let gather = "  %i = onnx.ReduceMax(%m) {keepdims = 0} : i64[]
+  %g = onnx.Gather(%n1, %i) {axis = 1} : f32[2,4]
   %ax = const i64[1] dense<[1]>
   %e = onnx.Unsqueeze(%g, %ax) : f32[2,1,4]
-  %w2 = const f32[4,4] dense<[{0}]>
-  %k = onnx.MatMul(%n1, %w2) : f32[2,3,4]
   %ke = onnx.Add(%k, %e) : f32[2,3,4]
-  %s2 = const f32[4] dense<[0.7, 1.2, 0.9, 1.1]>
-  %b2 = const f32[4] dense<[0.0, 0.2, -0.1, 0.4]>
-  %y = onnx.LayerNormalization(%ke, %s2, %b2) {{axis = -1}} : f32[2,3,4]
-  %c = onnx.Cast(%m) {{to = 1}} : f32[2,3]
-}}",
-            w.iter()
-                .map(|v| format!("{v:?}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-        .unwrap();
+";
+        let mut pruned = net(&w, Some((&w, gather, "ke")));
         let mut m = vec![1i64; 12];
         m[8] = 9;
         let refit = NormRefit {
