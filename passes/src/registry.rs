@@ -47,6 +47,7 @@ pub fn register_all_passes() -> PassRegistry {
             &transforms::fold_constants::INFO,
             &transforms::fold_shapes::INFO,
             &transforms::shape_infer::INFO,
+            &transforms::split_fused::INFO,
             &transforms::verify::INFO,
             &crate::group::PRINT_INFO,
             &crate::score::PRINT_INFO,

@@ -143,10 +143,12 @@ def mnist_test():
 
 class MnistModel(Model):
     def __init__(self, name):
-        with open(os.path.join(MODELS_DIR, f"mnist_{name}.json")) as f:
+        # mnist_vit_fused is mnist_vit with fused QKV projections (scripts/quality/fuse_qkv.py).
+        with open(os.path.join(MODELS_DIR, f"mnist_{name.replace('_fused', '')}.json")) as f:
             info = json.load(f)
         desc = {"cnn": "small ResNet (BatchNorm, residuals)", "mlp": "MLP 784-256-128-10",
-                "vit": "ViT (7x7 patches, 2 blocks, 4 heads)"}[name]
+                "vit": "ViT (7x7 patches, 2 blocks, 4 heads)",
+                "vit_fused": "the ViT with one fused QKV projection per block (timm's layout)"}[name]
         x, self.y = mnist_test()
         super().__init__(f"mnist_{name}", os.path.join(MODELS_DIR, f"mnist_{name}.onnx"),
                          os.path.join(MODELS_DIR, "mnist_calib.npz"), "accuracy",
@@ -300,11 +302,13 @@ def display_cmd(m, pipeline):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--spa-opt", default=os.environ.get("SPA_OPT", os.path.join(ROOT, "target", "release", "spa-opt")))
-    ap.add_argument("--models", default="mnist_cnn,mnist_mlp,mnist_vit,minilm")
+    ap.add_argument("--models", default="mnist_cnn,mnist_mlp,mnist_vit,minilm",
+                    help="comma-separated; also mnist_vit_fused (the ViT with fused QKV projections, not in the default table)")
     ap.add_argument("--targets", default=",".join(map(str, TARGETS)))
     ap.add_argument("--criteria", default=",".join(CRITERIA), help="comma-separated labels of " + ", ".join(CRITERIA))
     ap.add_argument("--score-opts", default="", help="extra score options for every row that does not set them itself, e.g. normalize=mean")
     ap.add_argument("--prune-opts", default="", help="extra prune options, e.g. round-to=4")
+    ap.add_argument("--group-opts", default="", help="options of the group pass of every row, e.g. split-fused=false")
     ap.add_argument("--ratio-fallback", action="store_true",
                     help="if prune{target-flops} is rejected, reach the target with prune{ratio} (labelled)")
     ap.add_argument("--cache", default=None, help="MiniLM cache dir (default as in export_minilm.py)")
@@ -381,7 +385,8 @@ def main():
                 sopts = merge_opts(CRITERIA[label].replace("{calib}", m.calib), args.score_opts)
                 if m.mask and label == "obspa data=calib":
                     sopts += f",mask={m.mask}"
-                pipeline = f"group,score{{{sopts}}},{prune}"
+                group = f"group{{{args.group_opts}}}" if args.group_opts else "group"
+                pipeline = f"{group},score{{{sopts}}},{prune}"
                 shown = display_cmd(m, pipeline.replace(m.calib, rel(m.calib)))
                 row = dict(model=m.name, target_flops=target, criterion=label, mode=mode, metric=m.metric_name,
                            unpruned=round(base, 6), value="", delta="", flops_kept="", params_kept="",

@@ -1,7 +1,8 @@
 //! Graph clean-up passes keep the function: for every fixture and every `.spa` case of
 //! `canonicalize`, `fold-bn`, `cse` and `fold-constants`, the model before and after computes the
 //! same outputs in tract, an independent executor (relative difference at most 1e-5, scaled by
-//! the largest magnitude), and no pass adds nodes.
+//! the largest magnitude), and no pass adds nodes. `split-fused` adds nodes by design (one
+//! projection per part); its cases are checked for the same outputs, and for the split.
 
 mod common;
 
@@ -98,6 +99,70 @@ fn fixtures_keep_their_outputs() {
         removed > 0,
         "the clean-up pipeline removed nothing from any fixture"
     );
+}
+
+/// Outputs of `model` and of `out` in tract agree to 1e-5 (relative to the largest magnitude).
+fn same_outputs(name: &str, model: &Model, out: &Model, dir: &Path) {
+    let inputs = tract_run::inputs(model);
+    let a = write(model, dir, &format!("{name}.orig.onnx"));
+    let b = write(out, dir, &format!("{name}.out.onnx"));
+    let reference = tract_run::run(&a, &inputs).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+    let got = tract_run::run(&b, &inputs).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+    assert_eq!(reference.len(), got.len(), "{name}: output count");
+    for (r, g) in reference.iter().zip(&got) {
+        assert_eq!(r.1, g.1, "{name}: output shape");
+        let d = rel_diff(&values(r), &values(g));
+        assert!(d <= 1e-5, "{name}: outputs differ by {d}");
+    }
+}
+
+fn matmuls(m: &Model) -> usize {
+    let g = &m.graph;
+    g.node_ids()
+        .filter(|&n| g.node(n).op_type == "MatMul")
+        .count()
+}
+
+/// Every `split-fused` case computes the same outputs in tract after the pass, and the fused
+/// cases have one MatMul more per extra part (the `left_alone` case none); with
+/// `group,score,prune` after it, the pruned model still runs in tract with the same shapes.
+#[test]
+fn split_fused_cases_keep_their_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("passes").join("split-fused"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "spa"))
+        .collect();
+    files.sort();
+    for path in files {
+        let name = path.file_stem().unwrap().to_string_lossy().to_string();
+        let src = std::fs::read_to_string(&path).unwrap();
+        let model = spa_ir::text::parse_model(&src).unwrap();
+        let out = run_pipeline(&model, "split-fused");
+        let added = matmuls(&out) - matmuls(&model);
+        if name == "left_alone" {
+            assert_eq!(added, 0, "{name}: split something");
+        } else {
+            assert_eq!(added, 2, "{name}: expected three parts from one MatMul");
+        }
+        same_outputs(&format!("split-fused.{name}"), &model, &out, dir.path());
+        let pruned = run_pipeline(&model, "group,score,prune{ratio=0.5}");
+        let inputs = tract_run::inputs(&model);
+        let a = write(&model, dir.path(), &format!("{name}.orig.onnx"));
+        let p = write(&pruned, dir.path(), &format!("{name}.pruned.onnx"));
+        let reference = tract_run::run(&a, &inputs).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        let got = tract_run::run(&p, &inputs).unwrap_or_else(|e| panic!("{name} pruned: {e:#}"));
+        let shapes = |o: &[tract_run::Output]| o.iter().map(|x| x.1.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            shapes(&reference),
+            shapes(&got),
+            "{name} pruned: output shapes"
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 5);
 }
 
 /// `.spa` cases tract cannot run: random ops (outputs differ between runs by design), f64 inputs.

@@ -81,6 +81,12 @@ pub static INFO: PassInfo = PassInfo {
             help: "first give each Identity of a constant, and each node reading a shared float vector, a constant of its own: exporters store equal parameters once (zero biases, unit norm scales of a fresh model), which would couple unrelated layers",
         },
         OptionDecl {
+            name: "split-fused",
+            kind: OptionKind::Bool,
+            default: "true",
+            help: "first split fused projections (one MatMul for Q, K and V, reshaped to (3, ...) and taken apart; timm and torchvision ViT and Swin) into one MatMul per part, as the split-fused pass, so that Q/K and V head dims are groups of their own",
+        },
+        OptionDecl {
             name: "protect",
             kind: OptionKind::Str,
             default: "",
@@ -109,6 +115,7 @@ pub static INFO: PassInfo = PassInfo {
         Ok(Box::new(Group {
             fold: opts.bool("fold-shapes"),
             untie: opts.bool("untie-constants"),
+            split: opts.bool("split-fused"),
             protect: patterns(opts.str("protect")),
             limits: Limits {
                 nodes: opts.int("node-limit") as usize,
@@ -122,6 +129,7 @@ pub static INFO: PassInfo = PassInfo {
 struct Group {
     fold: bool,
     untie: bool,
+    split: bool,
     protect: Vec<String>,
     limits: Limits,
 }
@@ -165,6 +173,11 @@ impl Pass for Group {
         if self.fold {
             let folded = crate::transforms::fold_shapes::fold_shapes(model).map_err(ir)?;
             cx.stat("shape values folded", folded);
+        }
+        if self.split {
+            let split =
+                crate::transforms::split_fused::split_fused_projections(model).map_err(ir)?;
+            cx.stat("fused projections split", split);
         }
         spa_ir::infer::infer_model(model, &spa_ir::infer::InferOptions::default()).map_err(ir)?;
         let known = known_values(model)?;

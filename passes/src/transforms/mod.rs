@@ -6,6 +6,7 @@ pub mod fold_bn;
 pub mod fold_constants;
 pub mod fold_shapes;
 pub mod shape_infer;
+pub mod split_fused;
 pub mod test_print_shapes;
 pub mod untie;
 pub mod verify;

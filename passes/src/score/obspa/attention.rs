@@ -80,6 +80,20 @@ fn numel(graph: &Graph, v: ValueId) -> Option<usize> {
         .try_fold(1usize, |a, &d| a.checked_mul(usize::try_from(d).ok()?))
 }
 
+/// Whether `v` holds one element: a constant, or a computed value (`sqrt(1 / sqrt(d))`, as
+/// torchvision and timm exports compute the attention scale) whose type says so.
+fn is_scalar(graph: &Graph, v: ValueId) -> bool {
+    if graph.constant(v).is_some() {
+        return numel(graph, v) == Some(1);
+    }
+    graph
+        .value(v)
+        .ty
+        .as_tensor()
+        .and_then(|t| t.shape.as_ref())
+        .is_some_and(|s| s.iter().all(|a| a.dim.known() == Some(1)))
+}
+
 /// The only user of `v` (not a graph output), with the slot it reads `v` at.
 pub(super) fn only_user(
     graph: &Graph,
@@ -157,7 +171,9 @@ pub(super) fn side(
     let mut point = v;
     let mut bias = None;
     let mut path = Vec::new();
-    for _ in 0..8 {
+    // torchvision's MultiheadAttention, split: bias, five layout ops to the part, three to the
+    // heads, the scale.
+    for _ in 0..16 {
         let (u, slot) = only_user(graph, users, v)?;
         let un = graph.node(u);
         if !un.canonical_domain().is_empty() {
@@ -177,7 +193,7 @@ pub(super) fn side(
                 bias = Some(b);
                 point = out;
             }
-            "Mul" | "Div" if numel(graph, other?) == Some(1) && slot == 0 => {
+            "Mul" | "Div" if other.is_some_and(|o| is_scalar(graph, o)) && slot == 0 => {
                 if path.is_empty() {
                     point = out;
                 } else {

@@ -100,12 +100,17 @@ pub fn find_value_sites(
                 continue;
             };
             let c = &consumers[i];
-            if used.binary_search(&i).is_err() || c.kind != LayerKind::MatMul || c.subs != 1 {
+            // The rows of a MatMul's or a Gemm's (untransposed) first input are the layer inputs.
+            let rows_in = matches!(
+                c.kind,
+                LayerKind::MatMul | LayerKind::Gemm { trans_a: false, .. }
+            );
+            if used.binary_search(&i).is_err() || !rows_in || c.subs != 1 {
                 continue;
             }
             let Some(rows) = groups
                 .terms
-                .get(&(c.weight, 0))
+                .get(&(c.weight, c.in_axis))
                 .and_then(|t| attention::positions(groups, t, a))
             else {
                 continue;

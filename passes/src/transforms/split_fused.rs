@@ -1,0 +1,625 @@
+//! `split-fused`: split a fused projection into one projection per part.
+//!
+//! timm's ViT, DeiT, Swin and MobileViT, and torchvision's `MultiheadAttention` (ViT) and Swin
+//! (V1 and V2) compute Q, K and V with one MatMul of width `3E`, reshape its last axis to
+//! `(3, ...)`, move that axis around with layout ops and take the parts out along it (a `Split`
+//! into ones followed by `Squeeze`, or one `Gather` of a scalar index per part). The reshape to
+//! `(3, heads, head_dim)` forces Q, K and V to keep the same head dims, so Q/K dims and V dims
+//! become one channel group: they can only be pruned together, by one score, in one basis. With
+//! one MatMul per part (the part's block of columns of the weight and of the bias, and the same
+//! layout ops without the part axis, into the values the selection produced), the graph computes
+//! the same function and each part's channels are free.
+//!
+//! Matched: a MatMul with a constant 2-D f32 weight (read by it alone), optionally a bias `Add`
+//! of an f32 vector computed from constants alone, a `Reshape` to a constant shape that splits
+//! the last axis into `(n, ...)` (a `-1` is resolved by shape inference; a `0` only before the
+//! input's last axis), then up to eight `Transpose`, `Squeeze`, `Unsqueeze` or `Identity` nodes
+//! that keep the part axis, then the selection along it. Every node of the chain has one reader;
+//! the selection reads the whole part axis.
+
+use crate::analysis::Preserved;
+use crate::error::PassError;
+use crate::manager::PassContext;
+use crate::registry::{Pass, PassInfo};
+use crate::transforms::dce::eliminate_dead_code;
+use crate::transforms::{add_constant, fresh_name};
+use spa_ir::infer::InferResult;
+use spa_ir::{
+    AttrValue, DType, Graph, Model, Node, NodeId, Tensor, Type, Value, ValueDef, ValueId,
+};
+use std::collections::HashSet;
+
+pub static INFO: PassInfo = PassInfo {
+    name: "split-fused",
+    summary: "Split fused projections (one MatMul for Q, K and V, reshaped to (3, ...) and taken apart) into one MatMul per part, so that each part's head dims are a channel group of their own",
+    options: &[],
+    create: |_| Ok(Box::new(SplitFused)),
+};
+
+struct SplitFused;
+
+impl Pass for SplitFused {
+    fn run(&mut self, model: &mut Model, cx: &mut PassContext<'_>) -> Result<Preserved, PassError> {
+        let ir = |source| PassError::Ir {
+            pass: INFO.name.to_string(),
+            source,
+        };
+        // Exporters compute Reshape targets from Shape ops: fold them first, as `group` does.
+        let folded = crate::transforms::fold_shapes::fold_shapes(model).map_err(ir)?;
+        let split = split_fused_projections(model).map_err(ir)?;
+        if split + folded > 0 {
+            spa_ir::infer::infer_model(model, &spa_ir::infer::InferOptions::default())
+                .map_err(ir)?;
+        }
+        cx.stat("fused projections split", split);
+        cx.stat("shape values folded", folded);
+        Ok(if split + folded == 0 {
+            Preserved::All
+        } else {
+            Preserved::None
+        })
+    }
+}
+
+/// How an axis-list operand is given.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum AxesForm {
+    Attr,
+    Input,
+}
+
+/// One layout node of the chain, with what its copy in a part needs.
+#[derive(Clone, Debug)]
+enum Step {
+    Identity,
+    /// The part's permutation.
+    Transpose(Vec<i64>),
+    /// The part's axes.
+    Squeeze(Vec<i64>, AxesForm),
+    Unsqueeze(Vec<i64>, AxesForm),
+}
+
+/// Where the parts go.
+enum Selection {
+    /// Per part, the values that receive it (empty: the part is unused).
+    Parts(Vec<Vec<ValueId>>),
+}
+
+/// A matched fused projection.
+struct Fused {
+    x: ValueId,
+    weight: ValueId,
+    /// The bias: its value's name, its data and whether it is the Add's first operand.
+    bias: Option<(String, Vec<f32>, bool)>,
+    /// The part's Reshape target.
+    shape: Vec<i64>,
+    steps: Vec<Step>,
+    parts: usize,
+    selection: Selection,
+    /// Every node the parts replace.
+    erase: Vec<NodeId>,
+    /// Names to derive the new nodes' names from: MatMul, Add, Reshape, chain.
+    names: Vec<String>,
+}
+
+/// Split every fused projection of the main graph; returns how many were split.
+pub fn split_fused_projections(model: &mut Model) -> Result<usize, spa_ir::IrError> {
+    let candidates: Vec<NodeId> = model
+        .graph
+        .node_ids()
+        .filter(|&n| model.graph.node(n).op_type == "MatMul")
+        .collect();
+    if candidates.is_empty() {
+        return Ok(0);
+    }
+    // Shapes, for Reshape targets with a -1 after the split. The rewrites below only erase and
+    // add nodes, so what this says about the values they leave stays true.
+    let types = spa_ir::infer::infer_types(model)?;
+    let mut split = 0;
+    let mut names: HashSet<String> = model
+        .graph
+        .value_ids()
+        .map(|v| model.graph.value(v).name.clone())
+        .chain(
+            model
+                .graph
+                .node_ids()
+                .map(|n| model.graph.node(n).name.clone()),
+        )
+        .collect();
+    for n in candidates {
+        if model.graph.try_node(n).is_none() {
+            continue;
+        }
+        let users = model.graph.users();
+        let Some(f) = match_fused(model, &types, &users, n) else {
+            continue;
+        };
+        if rewrite(&mut model.graph, &f, &mut names).is_some() {
+            split += 1;
+        }
+    }
+    if split > 0 {
+        eliminate_dead_code(&mut model.graph)?;
+    }
+    Ok(split)
+}
+
+/// The only reader of `v` (not a graph output), with its slot.
+fn only_user(graph: &Graph, users: &[Vec<(NodeId, usize)>], v: ValueId) -> Option<(NodeId, usize)> {
+    if graph.outputs.contains(&v) {
+        return None;
+    }
+    match users.get(v.index())?.as_slice() {
+        [(n, s)] => Some((*n, *s)),
+        _ => None,
+    }
+}
+
+/// The axes of a Squeeze/Unsqueeze: attribute (old opsets) or constant input 1.
+fn axes_of(graph: &Graph, node: &Node) -> Option<(Vec<i64>, AxesForm)> {
+    match node.input(1) {
+        Some(a) => Some((graph.constant_ints(a)?, AxesForm::Input)),
+        None => Some((node.attr_ints("axes")?.to_vec(), AxesForm::Attr)),
+    }
+}
+
+/// Axes normalized to `0..rank`, or `None` when one is out of range or repeated.
+fn normalize(axes: &[i64], rank: usize) -> Option<Vec<usize>> {
+    let r = i64::try_from(rank).ok()?;
+    let mut out = Vec::with_capacity(axes.len());
+    for &a in axes {
+        let a = if a < 0 { a + r } else { a };
+        if !(0..r).contains(&a) {
+            return None;
+        }
+        let a = a as usize;
+        if out.contains(&a) {
+            return None;
+        }
+        out.push(a);
+    }
+    Some(out)
+}
+
+fn is_plain(node: &Node) -> bool {
+    node.canonical_domain().is_empty()
+}
+
+/// Known dims of a value, if all are known.
+fn dims_of(types: &InferResult, v: ValueId) -> Option<Vec<i64>> {
+    let t = types.ty(v)?.as_tensor()?;
+    t.shape.as_ref()?.iter().map(|a| a.dim.known()).collect()
+}
+
+/// The constant behind `v`, through `Identity` aliases.
+fn constant_through(graph: &Graph, mut v: ValueId) -> Option<&Tensor> {
+    for _ in 0..4 {
+        if let Some(t) = graph.constant(v) {
+            return Some(t);
+        }
+        let ValueDef::Node(n, 0) = graph.value(v).def else {
+            return None;
+        };
+        let node = graph.node(n);
+        if node.op_type != "Identity" || !is_plain(node) {
+            return None;
+        }
+        v = node.input(0)?;
+    }
+    None
+}
+
+/// The contents of `v` when it is a constant or computed from constants only (torchvision's
+/// Swin V2 zeroes the K part of its QKV bias with a `ScatterND` in the graph), evaluated by the
+/// reference interpreter; at most `depth` nodes deep.
+fn computed_constant(model: &Model, v: ValueId, depth: usize) -> Option<Tensor> {
+    let graph = &model.graph;
+    if let Some(t) = graph.constant(v) {
+        return Some(t.clone());
+    }
+    let ValueDef::Node(n, k) = graph.value(v).def else {
+        return None;
+    };
+    let node = graph.node(n);
+    if depth == 0 || !spa_ir::interp::foldable(node) {
+        return None;
+    }
+    let inputs: Vec<Option<Tensor>> = node
+        .inputs
+        .iter()
+        .map(|i| match i {
+            None => Some(None),
+            Some(x) => computed_constant(model, *x, depth - 1).map(Some),
+        })
+        .collect::<Option<_>>()?;
+    let refs: Vec<Option<&Tensor>> = inputs.iter().map(Option::as_ref).collect();
+    let mut out = spa_ir::interp::eval_constant_node(model, graph, n, &refs).ok()?;
+    let k = k as usize;
+    (k < out.len()).then(|| out.swap_remove(k))
+}
+
+fn match_fused(
+    model: &Model,
+    types: &InferResult,
+    users: &[Vec<(NodeId, usize)>],
+    n: NodeId,
+) -> Option<Fused> {
+    let graph = &model.graph;
+    let node = graph.node(n);
+    if node.op_type != "MatMul" || !is_plain(node) {
+        return None;
+    }
+    let (x, wv) = (node.input(0)?, node.input(1)?);
+    let w = constant_through(graph, wv)?;
+    if graph.constant(x).is_some() || w.dtype != DType::F32 || w.dims.len() != 2 {
+        return None;
+    }
+    if users.get(wv.index())?.len() != 1 || graph.outputs.contains(&wv) {
+        return None;
+    }
+    let c = w.dims[1];
+    let mut names = vec![node.name.clone()];
+    let mut erase = vec![n];
+    let mut v = node.output(0)?;
+    let (mut u, mut slot) = only_user(graph, users, v)?;
+    let mut bias = None;
+    if graph.node(u).op_type == "Add" && is_plain(graph.node(u)) {
+        let add = graph.node(u);
+        let b = add.input(1 - slot)?;
+        let t = computed_constant(model, b, 8)?;
+        if t.dtype != DType::F32 || t.dims != [c] {
+            return None;
+        }
+        bias = Some((graph.value(b).name.clone(), t.to_f32().ok()?, slot == 1));
+        names.push(add.name.clone());
+        erase.push(u);
+        v = add.output(0)?;
+        (u, slot) = only_user(graph, users, v)?;
+    } else {
+        names.push(String::new());
+    }
+    // The Reshape that splits the last axis into (n, ...).
+    let reshape = graph.node(u);
+    if reshape.op_type != "Reshape" || !is_plain(reshape) || slot != 0 {
+        return None;
+    }
+    let target = graph.constant_ints(reshape.input(1)?)?;
+    // A 0 copies the input's dim: fine before its last axis (the same in every part).
+    let last_in = dims_of(types, v)
+        .map(|d| d.len().saturating_sub(1))
+        .unwrap_or(0);
+    if target
+        .iter()
+        .enumerate()
+        .any(|(i, &d)| d == 0 && i >= last_in)
+    {
+        return None;
+    }
+    // The output dims: the target's, or inference's where it has a -1.
+    let out = match dims_of(types, reshape.output(0)?) {
+        Some(d) if d.len() == target.len() => d,
+        _ => target.clone(),
+    };
+    let mut j = (0..out.len()).find(|&j| {
+        out[j..].iter().all(|&d| d > 0)
+            && out[j..].iter().try_fold(1i64, |a, &d| a.checked_mul(d)) == Some(c)
+    })?;
+    while out[j] == 1 && j + 1 < out.len() {
+        j += 1;
+    }
+    let parts = out[j];
+    if parts < 2 || c % parts != 0 {
+        return None;
+    }
+    let parts = usize::try_from(parts).ok()?;
+    let mut shape = target.clone();
+    shape.remove(j);
+    names.push(reshape.name.clone());
+    erase.push(u);
+    let (mut k, mut rank) = (j, target.len());
+    v = reshape.output(0)?;
+    // Layout ops that keep the part axis.
+    let mut steps = Vec::new();
+    for _ in 0..8 {
+        let Some((u, 0)) = only_user(graph, users, v) else {
+            break;
+        };
+        let un = graph.node(u);
+        if !is_plain(un) || un.outputs.len() != 1 {
+            break;
+        }
+        let step = match un.op_type.as_str() {
+            "Identity" => Step::Identity,
+            "Transpose" => {
+                let perm: Vec<i64> = match un.attr_ints("perm") {
+                    Some(p) => p.to_vec(),
+                    None => (0..rank as i64).rev().collect(),
+                };
+                let p = normalize(&perm, rank)?;
+                if p.len() != rank {
+                    return None;
+                }
+                let at = p.iter().position(|&a| a == k)?;
+                let part = p
+                    .iter()
+                    .filter(|&&a| a != k)
+                    .map(|&a| if a > k { a as i64 - 1 } else { a as i64 })
+                    .collect();
+                k = at;
+                Step::Transpose(part)
+            }
+            "Squeeze" => {
+                let (axes, form) = axes_of(graph, un)?;
+                let a = normalize(&axes, rank)?;
+                if a.is_empty() || a.contains(&k) {
+                    return None;
+                }
+                let part = a
+                    .iter()
+                    .map(|&x| if x > k { x as i64 - 1 } else { x as i64 })
+                    .collect();
+                k -= a.iter().filter(|&&x| x < k).count();
+                rank -= a.len();
+                Step::Squeeze(part, form)
+            }
+            "Unsqueeze" => {
+                let (axes, form) = axes_of(graph, un)?;
+                let out_rank = rank + axes.len();
+                let a = normalize(&axes, out_rank)?;
+                // The part axis is the k-th position not inserted.
+                let at = (0..out_rank).filter(|p| !a.contains(p)).nth(k)?;
+                let part = a
+                    .iter()
+                    .map(|&x| if x > at { x as i64 - 1 } else { x as i64 })
+                    .collect();
+                k = at;
+                rank = out_rank;
+                Step::Unsqueeze(part, form)
+            }
+            _ => break,
+        };
+        steps.push(step);
+        names.push(un.name.clone());
+        erase.push(u);
+        v = un.output(0)?;
+    }
+    let (selection, chosen) = select(graph, users, v, k, rank, parts)?;
+    erase.extend(chosen);
+    Some(Fused {
+        x,
+        weight: wv,
+        bias,
+        shape,
+        steps,
+        parts,
+        selection,
+        erase,
+        names,
+    })
+}
+
+/// The selection of the parts from `v` along axis `k` (of `rank`): a `Split` into ones whose
+/// outputs are each squeezed at `k`, or `Gather`s of scalar indices at `k`. Returns the values
+/// that receive each part and the nodes that go.
+fn select(
+    graph: &Graph,
+    users: &[Vec<(NodeId, usize)>],
+    v: ValueId,
+    k: usize,
+    rank: usize,
+    parts: usize,
+) -> Option<(Selection, Vec<NodeId>)> {
+    if graph.outputs.contains(&v) {
+        return None;
+    }
+    let readers = users.get(v.index())?;
+    let mut to = vec![Vec::new(); parts];
+    let mut erase = Vec::new();
+    match readers.as_slice() {
+        [(s, 0)] if graph.node(*s).op_type == "Split" && is_plain(graph.node(*s)) => {
+            let split = graph.node(*s);
+            let axis = normalize(&[split.attr_int("axis").unwrap_or(0)], rank)?;
+            if axis != [k] || split.outputs.len() != parts {
+                return None;
+            }
+            let sizes = match split.input(1) {
+                Some(t) => Some(graph.constant_ints(t)?),
+                None => split.attr_ints("split").map(|s| s.to_vec()),
+            };
+            if sizes.is_some_and(|s| s.len() != parts || s.iter().any(|&x| x != 1)) {
+                return None;
+            }
+            erase.push(*s);
+            for (i, o) in split.outputs.iter().enumerate() {
+                let o = (*o)?;
+                let (q, 0) = only_user(graph, users, o)? else {
+                    return None;
+                };
+                let sq = graph.node(q);
+                if sq.op_type != "Squeeze" || !is_plain(sq) {
+                    return None;
+                }
+                let (axes, _) = axes_of(graph, sq)?;
+                if normalize(&axes, rank)? != [k] {
+                    return None;
+                }
+                to[i].push(sq.output(0)?);
+                erase.push(q);
+            }
+        }
+        readers => {
+            for &(g, slot) in readers {
+                let gn = graph.node(g);
+                if gn.op_type != "Gather" || !is_plain(gn) || slot != 0 || gn.outputs.len() != 1 {
+                    return None;
+                }
+                if normalize(&[gn.attr_int("axis").unwrap_or(0)], rank)? != [k] {
+                    return None;
+                }
+                let ix = graph.constant(gn.input(1)?)?;
+                if !ix.dims.is_empty() {
+                    return None;
+                }
+                let i = *graph.constant_ints(gn.input(1)?)?.first()?;
+                let i = if i < 0 { i + parts as i64 } else { i };
+                let i = usize::try_from(i).ok().filter(|&i| i < parts)?;
+                to[i].push(gn.output(0)?);
+                erase.push(g);
+            }
+        }
+    }
+    if to.iter().all(Vec::is_empty) {
+        return None;
+    }
+    Some((Selection::Parts(to), erase))
+}
+
+/// Columns `[from, from + width)` of a row-major `rows x cols` matrix.
+fn columns(data: &[f32], cols: usize, from: usize, width: usize) -> Vec<f32> {
+    data.chunks_exact(cols.max(1))
+        .flat_map(|row| row[from..from + width].iter().copied())
+        .collect()
+}
+
+fn axes_operand(
+    graph: &mut Graph,
+    node: &mut Node,
+    names: &mut HashSet<String>,
+    stem: &str,
+    axes: &[i64],
+    form: AxesForm,
+) {
+    match form {
+        AxesForm::Attr => node.set_attr("axes", AttrValue::Ints(axes.to_vec())),
+        AxesForm::Input => {
+            let name = fresh_name(names, &format!("{stem}_axes"), 0);
+            let t = Tensor::from_i64(vec![axes.len() as i64], axes);
+            let c = add_constant(graph, name, t);
+            node.inputs.push(Some(c));
+        }
+    }
+}
+
+/// Build the parts and erase the fused nodes. `None` (nothing changed) when the weight cannot
+/// be read.
+fn rewrite(graph: &mut Graph, f: &Fused, names: &mut HashSet<String>) -> Option<()> {
+    let w = constant_through(graph, f.weight)?;
+    let (rows, cols) = (
+        usize::try_from(w.dims[0]).ok()?,
+        usize::try_from(w.dims[1]).ok()?,
+    );
+    let wdata = w.to_f32().ok()?;
+    if wdata.len() != rows * cols {
+        return None;
+    }
+    let wname = graph.value(f.weight).name.clone();
+    let width = cols / f.parts;
+    let Selection::Parts(to) = &f.selection;
+    // Copy what the nodes to be replaced carry before erasing them.
+    let templates: Vec<Node> = f.erase.iter().map(|&n| graph.node(n).clone()).collect();
+    let (reshape_t, chain_t) = {
+        let off = if f.bias.is_some() { 2 } else { 1 };
+        (
+            templates[off].clone(),
+            templates[off + 1..off + 1 + f.steps.len()].to_vec(),
+        )
+    };
+    for &n in &f.erase {
+        graph.erase_node(n);
+    }
+    let node_name = |names: &mut HashSet<String>, base: &str, op: &str, i: usize| {
+        let stem = if base.is_empty() {
+            op.to_lowercase()
+        } else {
+            base.to_string()
+        };
+        fresh_name(names, &format!("{stem}_part"), i)
+    };
+    let new_value = |graph: &mut Graph, names: &mut HashSet<String>, stem: &str| {
+        let name = fresh_name(names, &format!("{stem}_out"), 0);
+        graph.add_value(Value::new(name, Type::Unknown, ValueDef::Undefined))
+    };
+    for (i, dests) in to.iter().enumerate() {
+        let Some((&first, rest)) = dests.split_first() else {
+            continue;
+        };
+        let wi = Tensor::from_f32(
+            vec![rows as i64, width as i64],
+            &columns(&wdata, cols, i * width, width),
+        );
+        let wn = fresh_name(names, &format!("{wname}_part"), i);
+        let wv = add_constant(graph, wn, wi);
+        // MatMul.
+        let mut stages: Vec<Node> = Vec::new();
+        let mut mm = Node::new("MatMul");
+        mm.name = node_name(names, &f.names[0], "MatMul", i);
+        mm.inputs = vec![Some(f.x), Some(wv)];
+        stages.push(mm);
+        if let Some((bname, b, first_operand)) = &f.bias {
+            let bi = Tensor::from_f32(vec![width as i64], &b[i * width..(i + 1) * width]);
+            let bn = fresh_name(names, &format!("{bname}_part"), i);
+            let bv = add_constant(graph, bn, bi);
+            let mut add = Node::new("Add");
+            add.name = node_name(names, &f.names[1], "Add", i);
+            add.inputs = if *first_operand {
+                vec![Some(bv), None]
+            } else {
+                vec![None, Some(bv)]
+            };
+            stages.push(add);
+        }
+        let mut rs = reshape_t.clone();
+        rs.name = node_name(names, &f.names[2], "Reshape", i);
+        let sn = fresh_name(names, &format!("{}_shape", rs.name), 0);
+        let sv = add_constant(
+            graph,
+            sn,
+            Tensor::from_i64(vec![f.shape.len() as i64], &f.shape),
+        );
+        rs.inputs = vec![None, Some(sv)];
+        stages.push(rs);
+        for (s, (step, t)) in f.steps.iter().zip(&chain_t).enumerate() {
+            let mut nd = t.clone();
+            nd.name = node_name(names, &f.names[3 + s], &t.op_type, i);
+            nd.inputs = vec![None];
+            match step {
+                Step::Identity => {}
+                Step::Transpose(p) => nd.set_attr("perm", AttrValue::Ints(p.clone())),
+                Step::Squeeze(a, form) | Step::Unsqueeze(a, form) => {
+                    nd.attrs.retain(|x| x.name != "axes");
+                    let stem = nd.name.clone();
+                    axes_operand(graph, &mut nd, names, &stem, a, *form);
+                }
+            }
+            stages.push(nd);
+        }
+        // Wire the stages: each reads the previous one's output in its empty data slot.
+        let mut prev: Option<ValueId> = None;
+        let last = stages.len() - 1;
+        for (s, mut nd) in stages.into_iter().enumerate() {
+            if let Some(p) = prev {
+                if let Some(slot) = nd.inputs.iter_mut().find(|x| x.is_none()) {
+                    *slot = Some(p);
+                }
+            }
+            let out = if s == last {
+                first
+            } else {
+                let stem = nd.name.clone();
+                new_value(graph, names, &stem)
+            };
+            nd.outputs = vec![Some(out)];
+            graph.add_node(nd);
+            prev = Some(out);
+        }
+        for &d in rest {
+            let mut id = Node::new("Identity");
+            id.name = fresh_name(names, &format!("{}_copy", graph.value(d).name), 0);
+            id.inputs = vec![Some(first)];
+            id.outputs = vec![Some(d)];
+            graph.add_node(id);
+        }
+    }
+    Some(())
+}
