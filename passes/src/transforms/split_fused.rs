@@ -3,7 +3,8 @@
 //! timm's ViT, DeiT, Swin and MobileViT, and torchvision's `MultiheadAttention` (ViT) and Swin
 //! (V1 and V2) compute Q, K and V with one MatMul of width `3E`, reshape its last axis to
 //! `(3, ...)`, move that axis around with layout ops and take the parts out along it (a `Split`
-//! into ones followed by `Squeeze`, or one `Gather` of a scalar index per part). The reshape to
+//! into ones followed by `Squeeze`s, one `Gather` of a scalar index per part, or, from the dynamo
+//! exporter, one `Slice` of one index per part followed by a `Squeeze`). The reshape to
 //! `(3, heads, head_dim)` forces Q, K and V to keep the same head dims, so Q/K dims and V dims
 //! become one channel group: they can only be pruned together, by one score, in one basis. With
 //! one MatMul per part (the part's block of columns of the weight and of the bias, and the same
@@ -79,12 +80,6 @@ enum Step {
     Unsqueeze(Vec<i64>, AxesForm),
 }
 
-/// Where the parts go.
-enum Selection {
-    /// Per part, the values that receive it (empty: the part is unused).
-    Parts(Vec<Vec<ValueId>>),
-}
-
 /// A matched fused projection.
 struct Fused {
     x: ValueId,
@@ -95,7 +90,8 @@ struct Fused {
     shape: Vec<i64>,
     steps: Vec<Step>,
     parts: usize,
-    selection: Selection,
+    /// Per part, the values that receive it (none: the part is unused).
+    to: Vec<Vec<ValueId>>,
     /// Every node the parts replace.
     erase: Vec<NodeId>,
     /// Names to derive the new nodes' names from: MatMul, Add, Reshape, chain.
@@ -127,15 +123,16 @@ pub fn split_fused_projections(model: &mut Model) -> Result<usize, spa_ir::IrErr
                 .map(|n| model.graph.node(n).name.clone()),
         )
         .collect();
+    let mut users = model.graph.users();
     for n in candidates {
         if model.graph.try_node(n).is_none() {
             continue;
         }
-        let users = model.graph.users();
         let Some(f) = match_fused(model, &types, &users, n) else {
             continue;
         };
         if rewrite(&mut model.graph, &f, &mut names).is_some() {
+            users = model.graph.users();
             split += 1;
         }
     }
@@ -384,7 +381,7 @@ fn match_fused(
         erase.push(u);
         v = un.output(0)?;
     }
-    let (selection, chosen) = select(graph, users, v, k, rank, parts)?;
+    let (to, chosen) = select(graph, users, v, k, rank, parts)?;
     erase.extend(chosen);
     Some(Fused {
         x,
@@ -393,15 +390,15 @@ fn match_fused(
         shape,
         steps,
         parts,
-        selection,
+        to,
         erase,
         names,
     })
 }
 
 /// The selection of the parts from `v` along axis `k` (of `rank`): a `Split` into ones whose
-/// outputs are each squeezed at `k`, or `Gather`s of scalar indices at `k`. Returns the values
-/// that receive each part and the nodes that go.
+/// outputs are each squeezed at `k`, `Gather`s of scalar indices at `k`, or `Slice`s of one index
+/// at `k`, each squeezed there. Returns the values that receive each part and the nodes that go.
 fn select(
     graph: &Graph,
     users: &[Vec<(NodeId, usize)>],
@@ -409,7 +406,7 @@ fn select(
     k: usize,
     rank: usize,
     parts: usize,
-) -> Option<(Selection, Vec<NodeId>)> {
+) -> Option<(Vec<Vec<ValueId>>, Vec<NodeId>)> {
     if graph.outputs.contains(&v) {
         return None;
     }
@@ -436,43 +433,75 @@ fn select(
                 let (q, 0) = only_user(graph, users, o)? else {
                     return None;
                 };
-                let sq = graph.node(q);
-                if sq.op_type != "Squeeze" || !is_plain(sq) {
-                    return None;
-                }
-                let (axes, _) = axes_of(graph, sq)?;
-                if normalize(&axes, rank)? != [k] {
-                    return None;
-                }
-                to[i].push(sq.output(0)?);
+                to[i].push(squeezed_at(graph, q, k, rank)?);
                 erase.push(q);
             }
         }
         readers => {
             for &(g, slot) in readers {
                 let gn = graph.node(g);
-                if gn.op_type != "Gather" || !is_plain(gn) || slot != 0 || gn.outputs.len() != 1 {
+                if !is_plain(gn) || slot != 0 || gn.outputs.len() != 1 {
                     return None;
                 }
-                if normalize(&[gn.attr_int("axis").unwrap_or(0)], rank)? != [k] {
-                    return None;
+                match gn.op_type.as_str() {
+                    "Gather" => {
+                        if normalize(&[gn.attr_int("axis").unwrap_or(0)], rank)? != [k] {
+                            return None;
+                        }
+                        if !graph.constant(gn.input(1)?)?.dims.is_empty() {
+                            return None;
+                        }
+                        let i = *graph.constant_ints(gn.input(1)?)?.first()?;
+                        let i = if i < 0 { i + parts as i64 } else { i };
+                        let i = usize::try_from(i).ok().filter(|&i| i < parts)?;
+                        to[i].push(gn.output(0)?);
+                        erase.push(g);
+                    }
+                    // The dynamo exporter's unbind: Slice [i, i + 1) on the axis, Squeeze it.
+                    "Slice" => {
+                        let i = slice_of_one(graph, gn, k, rank, parts)?;
+                        let (q, 0) = only_user(graph, users, gn.output(0)?)? else {
+                            return None;
+                        };
+                        to[i].push(squeezed_at(graph, q, k, rank)?);
+                        erase.extend([g, q]);
+                    }
+                    _ => return None,
                 }
-                let ix = graph.constant(gn.input(1)?)?;
-                if !ix.dims.is_empty() {
-                    return None;
-                }
-                let i = *graph.constant_ints(gn.input(1)?)?.first()?;
-                let i = if i < 0 { i + parts as i64 } else { i };
-                let i = usize::try_from(i).ok().filter(|&i| i < parts)?;
-                to[i].push(gn.output(0)?);
-                erase.push(g);
             }
         }
     }
     if to.iter().all(Vec::is_empty) {
         return None;
     }
-    Some((Selection::Parts(to), erase))
+    Some((to, erase))
+}
+
+/// The output of `q` when it is a Squeeze of exactly axis `k` (of `rank`).
+fn squeezed_at(graph: &Graph, q: NodeId, k: usize, rank: usize) -> Option<ValueId> {
+    let sq = graph.node(q);
+    if sq.op_type != "Squeeze" || !is_plain(sq) {
+        return None;
+    }
+    let (axes, _) = axes_of(graph, sq)?;
+    (normalize(&axes, rank)? == [k]).then_some(())?;
+    sq.output(0)
+}
+
+/// The part a Slice (opset 10+: constant starts, ends, axes, steps inputs) takes when it takes
+/// exactly one index `[i, i + 1)` of axis `k`.
+fn slice_of_one(graph: &Graph, node: &Node, k: usize, rank: usize, parts: usize) -> Option<usize> {
+    let ints = |slot: usize| node.input(slot).map(|v| graph.constant_ints(v));
+    let (starts, ends) = (ints(1)??, ints(2)??);
+    let axes = ints(3).unwrap_or(Some(vec![0]))?;
+    let steps = ints(4).unwrap_or(Some(vec![1]))?;
+    if starts.len() != 1 || ends.len() != 1 || steps != [1] || normalize(&axes, rank)? != [k] {
+        return None;
+    }
+    let n = parts as i64;
+    let norm = |x: i64| (if x < 0 { x + n } else { x }).clamp(0, n);
+    let (b, e) = (norm(starts[0]), norm(ends[0]));
+    (e == b + 1).then_some(b as usize)
 }
 
 /// Columns `[from, from + width)` of a row-major `rows x cols` matrix.
@@ -515,7 +544,6 @@ fn rewrite(graph: &mut Graph, f: &Fused, names: &mut HashSet<String>) -> Option<
     }
     let wname = graph.value(f.weight).name.clone();
     let width = cols / f.parts;
-    let Selection::Parts(to) = &f.selection;
     // Copy what the nodes to be replaced carry before erasing them.
     let templates: Vec<Node> = f.erase.iter().map(|&n| graph.node(n).clone()).collect();
     let (reshape_t, chain_t) = {
@@ -540,7 +568,7 @@ fn rewrite(graph: &mut Graph, f: &Fused, names: &mut HashSet<String>) -> Option<
         let name = fresh_name(names, &format!("{stem}_out"), 0);
         graph.add_value(Value::new(name, Type::Unknown, ValueDef::Undefined))
     };
-    for (i, dests) in to.iter().enumerate() {
+    for (i, dests) in f.to.iter().enumerate() {
         let Some((&first, rest)) = dests.split_first() else {
             continue;
         };
