@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{rel_diff_f32 as rel_diff, root, tract_run};
+use common::{rel_diff_f32 as rel_diff, root, spa_cases, tract_run};
 use spa_backends::onnx::{write_onnx, WriteOptions};
 use spa_frontends::onnx::{read_onnx, ReadOptions};
 use spa_ir::interp::ndarray::{ArrayD, IxDyn};
@@ -120,13 +120,7 @@ fn spa_pass_models_match_tract() {
     let dir = tempfile::tempdir().unwrap();
     let mut checked = 0;
     for sub in ["prune", "group"] {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("passes").join(sub))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "spa"))
-            .collect();
-        files.sort();
-        for path in files {
+        for path in spa_cases(sub) {
             let src = std::fs::read_to_string(&path).unwrap();
             let Ok(model) = spa_ir::text::parse_model(&src) else {
                 continue; // negative cases

@@ -324,6 +324,33 @@ fn synthetic_obspa_keeps_a_trained_vit_accurate() {
     }
 }
 
+/// A model of the quality table (`models/quality/<name>`).
+fn quality_model(name: &str) -> Model {
+    read_onnx(
+        &root().join(format!("../models/quality/{name}")),
+        &ReadOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The first `n` test digits of the quality table as one tract input batch, pixels in [0, 1].
+fn test_digits(n: usize) -> Vec<Vec<Input>> {
+    use spa_passes::calib::npy::ArrayData;
+    let bytes = std::fs::read(root().join("../models/quality/mnist_test.npz")).unwrap();
+    let arrays = spa_passes::calib::npz::parse_npz(&bytes, "mnist_test.npz").unwrap();
+    let ArrayData::Int(x) = &arrays.iter().find(|(n, _)| n == "x").unwrap().1.data else {
+        panic!("x: expected integers");
+    };
+    let pixels: Vec<f32> = x[..n * 784].iter().map(|&p| p as f32 / 255.0).collect();
+    vec![vec![(vec![n, 1, 28, 28], DType::F32, pixels)]]
+}
+
+/// `score{criterion=obspa}` with the MNIST calibration images of the quality table.
+fn obspa_calib() -> String {
+    let data = root().join("../models/quality/mnist_calib.npz");
+    format!("score{{criterion=obspa,data=\"{}\"}}", data.display())
+}
+
 #[test]
 fn layernorms_refitted_after_compensation_with_calibration_data() {
     // The MNIST ViT of docs/quality.md pruned to 60% of its FLOPs with its calibration images:
@@ -331,25 +358,9 @@ fn layernorms_refitted_after_compensation_with_calibration_data() {
     // dims it kept. On 64 held-out test digits (not calibration data), the logits end closer to
     // the unpruned model's with the re-fit than without (measured: relative error 0.091 against
     // 0.111).
-    use spa_passes::calib::npy::ArrayData;
-    let model = read_onnx(
-        &root().join("../models/quality/mnist_vit.onnx"),
-        &ReadOptions::default(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let bytes = std::fs::read(root().join("../models/quality/mnist_test.npz")).unwrap();
-    let arrays = spa_passes::calib::npz::parse_npz(&bytes, "mnist_test.npz").unwrap();
-    let ArrayData::Int(x) = &arrays.iter().find(|(n, _)| n == "x").unwrap().1.data else {
-        panic!("x: expected integers");
-    };
-    let n = 64;
-    let pixels: Vec<f32> = x[..n * 784].iter().map(|&p| p as f32 / 255.0).collect();
-    let inputs = vec![vec![(vec![n, 1, 28, 28], DType::F32, pixels)]];
-    let data = format!(
-        "\"{}\"",
-        root().join("../models/quality/mnist_calib.npz").display()
-    );
-    let score = format!("group,score{{criterion=obspa,data={data}}}");
+    let model = quality_model("mnist_vit.onnx");
+    let inputs = test_digits(64);
+    let score = format!("group,{}", obspa_calib());
     let e = errors(
         &model,
         "vit_refit",
@@ -392,28 +403,10 @@ fn fused_qkv_vit_prunes_like_the_separate_one() {
     // by V's scores alone, and the pruned model ends much further from the unpruned one
     // (measured: relative error 0.28 against 0.12; with the quality table's `normalize=mean`,
     // 92.6% against 95.5% accuracy on its 6,000 digits at 0.5 of the FLOPs).
-    use spa_passes::calib::npy::ArrayData;
-    let read = |name: &str| {
-        read_onnx(
-            &root().join(format!("../models/quality/{name}")),
-            &ReadOptions::default(),
-        )
-        .unwrap_or_else(|e| panic!("{e}"))
-    };
-    let (separate, fused) = (read("mnist_vit.onnx"), read("mnist_vit_fused.onnx"));
-    let bytes = std::fs::read(root().join("../models/quality/mnist_test.npz")).unwrap();
-    let arrays = spa_passes::calib::npz::parse_npz(&bytes, "mnist_test.npz").unwrap();
-    let ArrayData::Int(x) = &arrays.iter().find(|(n, _)| n == "x").unwrap().1.data else {
-        panic!("x: expected integers");
-    };
-    let n = 64;
-    let pixels: Vec<f32> = x[..n * 784].iter().map(|&p| p as f32 / 255.0).collect();
-    let inputs = vec![vec![(vec![n, 1, 28, 28], DType::F32, pixels)]];
-    let data = format!(
-        "\"{}\"",
-        root().join("../models/quality/mnist_calib.npz").display()
-    );
-    let rest = format!("score{{criterion=obspa,data={data}}},prune{{target-flops=0.5}}");
+    let separate = quality_model("mnist_vit.onnx");
+    let fused = quality_model("mnist_vit_fused.onnx");
+    let inputs = test_digits(64);
+    let rest = format!("{},prune{{target-flops=0.5}}", obspa_calib());
     let dir = tempfile::tempdir().unwrap();
     let reference = outputs(&separate, dir.path(), "vit.onnx", &inputs);
     let pruned = |m: &Model, group: &str, name: &str| {

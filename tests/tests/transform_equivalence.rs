@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{rel_diff, root, run_pipeline, tract_run, write};
+use common::{rel_diff, root, run_pipeline, spa_cases, tract_run, write};
 use spa_frontends::onnx::{read_onnx, ReadOptions};
 use spa_ir::Model;
 use std::path::{Path, PathBuf};
@@ -130,13 +130,7 @@ fn matmuls(m: &Model) -> usize {
 fn split_fused_cases_keep_their_outputs() {
     let dir = tempfile::tempdir().unwrap();
     let mut checked = 0;
-    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("passes").join("split-fused"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "spa"))
-        .collect();
-    files.sort();
-    for path in files {
+    for path in spa_cases("split-fused") {
         let name = path.file_stem().unwrap().to_string_lossy().to_string();
         let src = std::fs::read_to_string(&path).unwrap();
         let model = spa_ir::text::parse_model(&src).unwrap();
@@ -173,13 +167,7 @@ fn spa_cases_keep_their_outputs() {
     let dir = tempfile::tempdir().unwrap();
     let mut checked = 0;
     for pass in ["canonicalize", "fold-bn", "cse", "fold-constants"] {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("passes").join(pass))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "spa"))
-            .collect();
-        files.sort();
-        for path in files {
+        for path in spa_cases(pass) {
             let name = path.file_stem().unwrap().to_string_lossy().to_string();
             if SKIP_SPA.contains(&name.as_str()) {
                 continue;

@@ -20,6 +20,17 @@ pub fn fixture(name: &str) -> Model {
         .unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
+/// The `.spa` cases of one pass (`tests/passes/<pass>/*.spa`), sorted.
+pub fn spa_cases(pass: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("passes").join(pass))
+        .unwrap_or_else(|e| panic!("tests/passes/{pass}: {e}"))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "spa"))
+        .collect();
+    files.sort();
+    files
+}
+
 /// Run a textual pass pipeline on a copy of `model`; the result and the run's output (report,
 /// statistics).
 pub fn run_pipeline_with_output(model: &Model, pipeline: &str) -> (Model, RunOutput) {
