@@ -84,7 +84,7 @@ pub static INFO: PassInfo = PassInfo {
             name: "split-fused",
             kind: OptionKind::Bool,
             default: "true",
-            help: "first split fused projections (one MatMul for Q, K and V, reshaped to (3, ...) and taken apart; timm and torchvision ViT and Swin) into one MatMul per part, as the split-fused pass, so that Q/K and V head dims are groups of their own",
+            help: "first split fused projections (one MatMul for Q, K and V, reshaped to (3, ...) and taken apart, or sliced; timm and torchvision ViT, Swin, MaxViT) into one MatMul per part, as the split-fused pass, so that Q/K and V head dims are groups of their own",
         },
         OptionDecl {
             name: "protect",

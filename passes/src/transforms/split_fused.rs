@@ -12,11 +12,14 @@
 //! the same function and each part's channels are free.
 //!
 //! Matched: a MatMul with a constant 2-D f32 weight (read by it alone), optionally a bias `Add`
-//! of an f32 vector computed from constants alone, a `Reshape` to a constant shape that splits
-//! the last axis into `(n, ...)` (a `-1` is resolved by shape inference; a `0` only before the
-//! input's last axis), then up to eight `Transpose`, `Squeeze`, `Unsqueeze` or `Identity` nodes
-//! that keep the part axis, then the selection along it. Every node of the chain has one reader;
-//! the selection reads the whole part axis.
+//! of an f32 vector computed from constants alone, then either
+//! - a `Reshape` to a constant shape that splits the last axis into `(n, ...)` (a `-1` is
+//!   resolved by shape inference; a `0` only before the input's last axis), up to eight
+//!   `Transpose`, `Squeeze`, `Unsqueeze` or `Identity` nodes that keep the part axis, and the
+//!   selection along it; every node of the chain has one reader and the selection reads the
+//!   whole part axis; or
+//! - column slices of the last axis that every reader takes: one `Split` of it, or `Slice`s with
+//!   constant bounds (torchvision's MaxViT, `qkv.chunk(3, dim=-1)`), at least two.
 
 use crate::analysis::Preserved;
 use crate::error::PassError;
@@ -32,7 +35,7 @@ use std::collections::HashSet;
 
 pub static INFO: PassInfo = PassInfo {
     name: "split-fused",
-    summary: "Split fused projections (one MatMul for Q, K and V, reshaped to (3, ...) and taken apart) into one MatMul per part, so that each part's head dims are a channel group of their own",
+    summary: "Split fused projections (one MatMul for Q, K and V, reshaped to (3, ...) and taken apart, or sliced along its last axis) into one MatMul per part, so that each part's head dims are a channel group of their own",
     options: &[],
     create: |_| Ok(Box::new(SplitFused)),
 };
@@ -80,18 +83,24 @@ enum Step {
     Unsqueeze(Vec<i64>, AxesForm),
 }
 
+/// One part of a fused projection: a block of its columns, and the values that receive it.
+struct Part {
+    from: usize,
+    width: usize,
+    to: Vec<ValueId>,
+}
+
 /// A matched fused projection.
 struct Fused {
     x: ValueId,
     weight: ValueId,
     /// The bias: its value's name, its data and whether it is the Add's first operand.
     bias: Option<(String, Vec<f32>, bool)>,
-    /// The part's Reshape target.
-    shape: Vec<i64>,
+    /// The part's Reshape target; `None` when the parts are column slices of the projection's
+    /// output (no Reshape, no layout ops).
+    shape: Option<Vec<i64>>,
     steps: Vec<Step>,
-    parts: usize,
-    /// Per part, the values that receive it (none: the part is unused).
-    to: Vec<Vec<ValueId>>,
+    parts: Vec<Part>,
     /// Every node the parts replace.
     erase: Vec<NodeId>,
     /// Names to derive the new nodes' names from: MatMul, Add, Reshape, chain.
@@ -259,23 +268,37 @@ fn match_fused(
     let mut names = vec![node.name.clone()];
     let mut erase = vec![n];
     let mut v = node.output(0)?;
-    let (mut u, mut slot) = only_user(graph, users, v)?;
     let mut bias = None;
-    if graph.node(u).op_type == "Add" && is_plain(graph.node(u)) {
-        let add = graph.node(u);
-        let b = add.input(1 - slot)?;
-        let t = computed_constant(model, b, 8)?;
-        if t.dtype != DType::F32 || t.dims != [c] {
-            return None;
+    match only_user(graph, users, v) {
+        Some((u, slot)) if graph.node(u).op_type == "Add" && is_plain(graph.node(u)) => {
+            let add = graph.node(u);
+            let b = add.input(1 - slot)?;
+            let t = computed_constant(model, b, 8)?;
+            if t.dtype != DType::F32 || t.dims != [c] {
+                return None;
+            }
+            bias = Some((graph.value(b).name.clone(), t.to_f32().ok()?, slot == 1));
+            names.push(add.name.clone());
+            erase.push(u);
+            v = add.output(0)?;
         }
-        bias = Some((graph.value(b).name.clone(), t.to_f32().ok()?, slot == 1));
-        names.push(add.name.clone());
-        erase.push(u);
-        v = add.output(0)?;
-        (u, slot) = only_user(graph, users, v)?;
-    } else {
-        names.push(String::new());
+        _ => names.push(String::new()),
     }
+    // Column slices of the output (torchvision's MaxViT: `qkv.chunk(3, dim=-1)`).
+    if let Some((parts, chosen)) = column_parts(graph, types, users, v, c) {
+        erase.extend(chosen);
+        return Some(Fused {
+            x,
+            weight: wv,
+            bias,
+            shape: None,
+            steps: Vec::new(),
+            parts,
+            erase,
+            names,
+        });
+    }
+    let (u, slot) = only_user(graph, users, v)?;
     // The Reshape that splits the last axis into (n, ...).
     let reshape = graph.node(u);
     if reshape.op_type != "Reshape" || !is_plain(reshape) || slot != 0 {
@@ -383,17 +406,107 @@ fn match_fused(
     }
     let (to, chosen) = select(graph, users, v, k, rank, parts)?;
     erase.extend(chosen);
+    let width = usize::try_from(c).ok()? / parts;
+    let parts = to
+        .into_iter()
+        .enumerate()
+        .filter(|(_, to)| !to.is_empty())
+        .map(|(i, to)| Part {
+            from: i * width,
+            width,
+            to,
+        })
+        .collect();
     Some(Fused {
         x,
         weight: wv,
         bias,
-        shape,
+        shape: Some(shape),
         steps,
         parts,
-        to,
         erase,
         names,
     })
+}
+
+/// Column slices of `v` (the last axis, `c` wide) that all its readers take: one `Split` of that
+/// axis, or `Slice`s of it (constant bounds, step 1). At least two parts.
+fn column_parts(
+    graph: &Graph,
+    types: &InferResult,
+    users: &[Vec<(NodeId, usize)>],
+    v: ValueId,
+    c: i64,
+) -> Option<(Vec<Part>, Vec<NodeId>)> {
+    if graph.outputs.contains(&v) {
+        return None;
+    }
+    let rank = types.ty(v)?.as_tensor()?.rank()?;
+    let last = rank.checked_sub(1)?;
+    let readers = users.get(v.index())?;
+    let (mut parts, mut erase) = (Vec::new(), Vec::new());
+    for &(r, slot) in readers {
+        let rn = graph.node(r);
+        if !is_plain(rn) || slot != 0 {
+            return None;
+        }
+        match rn.op_type.as_str() {
+            "Split" if readers.len() == 1 => {
+                if normalize(&[rn.attr_int("axis").unwrap_or(0)], rank)? != [last] {
+                    return None;
+                }
+                let n = i64::try_from(rn.outputs.len()).ok()?;
+                let sizes = match rn.input(1) {
+                    Some(t) => graph.constant_ints(t)?,
+                    None => match rn.attr_ints("split") {
+                        Some(s) => s.to_vec(),
+                        None if n > 0 && c % n == 0 => vec![c / n; rn.outputs.len()],
+                        None => return None,
+                    },
+                };
+                if sizes.len() != rn.outputs.len() || sizes.iter().any(|&x| x <= 0) {
+                    return None;
+                }
+                if sizes.iter().sum::<i64>() != c {
+                    return None;
+                }
+                let mut from = 0usize;
+                for (o, &w) in rn.outputs.iter().zip(&sizes) {
+                    let width = usize::try_from(w).ok()?;
+                    parts.push(Part {
+                        from,
+                        width,
+                        to: vec![(*o)?],
+                    });
+                    from += width;
+                }
+            }
+            "Slice" => {
+                let ints = |k: usize| rn.input(k).map(|x| graph.constant_ints(x));
+                let (starts, ends, axes) = (ints(1)??, ints(2)??, ints(3)??);
+                let steps = ints(4).unwrap_or(Some(vec![1]))?;
+                if starts.len() != 1 || ends.len() != 1 || steps != [1] {
+                    return None;
+                }
+                if normalize(&axes, rank)? != [last] {
+                    return None;
+                }
+                let norm = |x: i64| (if x < 0 { x + c } else { x }).clamp(0, c);
+                let (b, e) = (norm(starts[0]), norm(ends[0]));
+                if e <= b {
+                    return None;
+                }
+                parts.push(Part {
+                    from: usize::try_from(b).ok()?,
+                    width: usize::try_from(e - b).ok()?,
+                    to: vec![rn.output(0)?],
+                });
+            }
+            _ => return None,
+        }
+        erase.push(r);
+    }
+    (parts.len() >= 2).then_some((parts, erase))
 }
 
 /// The selection of the parts from `v` along axis `k` (of `rank`): a `Split` into ones whose
@@ -542,16 +655,20 @@ fn rewrite(graph: &mut Graph, f: &Fused, names: &mut HashSet<String>) -> Option<
     if wdata.len() != rows * cols {
         return None;
     }
+    // Every part's block must be inside the weight and the bias (checked before anything changes).
+    let inside = |p: &Part| p.from + p.width <= cols;
+    if !f.parts.iter().all(inside) || f.bias.as_ref().is_some_and(|b| b.1.len() != cols) {
+        return None;
+    }
     let wname = graph.value(f.weight).name.clone();
-    let width = cols / f.parts;
-    // Copy what the nodes to be replaced carry before erasing them.
-    let templates: Vec<Node> = f.erase.iter().map(|&n| graph.node(n).clone()).collect();
-    let (reshape_t, chain_t) = {
-        let off = if f.bias.is_some() { 2 } else { 1 };
-        (
-            templates[off].clone(),
-            templates[off + 1..off + 1 + f.steps.len()].to_vec(),
-        )
+    // Copy what the nodes to be replaced carry before erasing them: the Reshape and the chain.
+    let off = if f.bias.is_some() { 2 } else { 1 };
+    let templates: Vec<Node> = match f.shape {
+        Some(_) => f.erase[off..off + 1 + f.steps.len()]
+            .iter()
+            .map(|&n| graph.node(n).clone())
+            .collect(),
+        None => Vec::new(),
     };
     for &n in &f.erase {
         graph.erase_node(n);
@@ -568,13 +685,14 @@ fn rewrite(graph: &mut Graph, f: &Fused, names: &mut HashSet<String>) -> Option<
         let name = fresh_name(names, &format!("{stem}_out"), 0);
         graph.add_value(Value::new(name, Type::Unknown, ValueDef::Undefined))
     };
-    for (i, dests) in f.to.iter().enumerate() {
-        let Some((&first, rest)) = dests.split_first() else {
+    for (i, part) in f.parts.iter().enumerate() {
+        let Some((&first, rest)) = part.to.split_first() else {
             continue;
         };
+        let (from, width) = (part.from, part.width);
         let wi = Tensor::from_f32(
             vec![rows as i64, width as i64],
-            &columns(&wdata, cols, i * width, width),
+            &columns(&wdata, cols, from, width),
         );
         let wn = fresh_name(names, &format!("{wname}_part"), i);
         let wv = add_constant(graph, wn, wi);
@@ -585,7 +703,7 @@ fn rewrite(graph: &mut Graph, f: &Fused, names: &mut HashSet<String>) -> Option<
         mm.inputs = vec![Some(f.x), Some(wv)];
         stages.push(mm);
         if let Some((bname, b, first_operand)) = &f.bias {
-            let bi = Tensor::from_f32(vec![width as i64], &b[i * width..(i + 1) * width]);
+            let bi = Tensor::from_f32(vec![width as i64], &b[from..from + width]);
             let bn = fresh_name(names, &format!("{bname}_part"), i);
             let bv = add_constant(graph, bn, bi);
             let mut add = Node::new("Add");
@@ -597,17 +715,15 @@ fn rewrite(graph: &mut Graph, f: &Fused, names: &mut HashSet<String>) -> Option<
             };
             stages.push(add);
         }
-        let mut rs = reshape_t.clone();
-        rs.name = node_name(names, &f.names[2], "Reshape", i);
-        let sn = fresh_name(names, &format!("{}_shape", rs.name), 0);
-        let sv = add_constant(
-            graph,
-            sn,
-            Tensor::from_i64(vec![f.shape.len() as i64], &f.shape),
-        );
-        rs.inputs = vec![None, Some(sv)];
-        stages.push(rs);
-        for (s, (step, t)) in f.steps.iter().zip(&chain_t).enumerate() {
+        if let (Some(shape), Some(reshape)) = (&f.shape, templates.first()) {
+            let mut rs = reshape.clone();
+            rs.name = node_name(names, &f.names[2], "Reshape", i);
+            let sn = fresh_name(names, &format!("{}_shape", rs.name), 0);
+            let sv = add_constant(graph, sn, Tensor::from_i64(vec![shape.len() as i64], shape));
+            rs.inputs = vec![None, Some(sv)];
+            stages.push(rs);
+        }
+        for (s, (step, t)) in f.steps.iter().zip(templates.iter().skip(1)).enumerate() {
             let mut nd = t.clone();
             nd.name = node_name(names, &f.names[3 + s], &t.op_type, i);
             nd.inputs = vec![None];
