@@ -18,6 +18,7 @@ pub fn couple(cx: &CoupleCtx<'_>) -> Option<Coupling> {
         "ConvTranspose" => conv(cx, true),
         "Gemm" => gemm(cx),
         "MatMul" => matmul(cx),
+        "Einsum" => einsum(cx),
         "BatchNormalization" | "InstanceNormalization" => channel_norm(cx),
         "LayerNormalization" => layer_norm(cx),
         "GroupNormalization" => group_norm(cx),
@@ -162,6 +163,48 @@ fn matmul(cx: &CoupleCtx<'_>) -> Option<Coupling> {
     }
     if cx.is_const(0) && !cx.is_const(1) {
         c.fix(IN(1, rb - 1), "columns");
+    }
+    Some(c)
+}
+
+/// Every axis that carries one label, in every operand and the output, is one index space:
+/// removing index `c` of a label from all of them computes the original with that index left
+/// out (summed over for a contracted label, dropped from the output for a kept one). Einsum
+/// has no broadcasting outside the ellipsis, so a label has one size. Equations with an
+/// ellipsis or an implicit output get no rule.
+fn einsum(cx: &CoupleCtx<'_>) -> Option<Coupling> {
+    let eq: String = cx
+        .node
+        .attr_str("equation")?
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    let (lhs, rhs) = eq.split_once("->")?;
+    let ins: Vec<&str> = lhs.split(',').collect();
+    let plain = |t: &str| t.chars().all(|c| c.is_ascii_alphabetic());
+    if ins.len() != cx.node.inputs.len() || !ins.iter().all(|t| plain(t)) || !plain(rhs) {
+        return None;
+    }
+    for (i, t) in ins.iter().enumerate() {
+        if rank(cx, Operand::In(i))? != t.len() {
+            return None;
+        }
+    }
+    if rank(cx, Operand::Out(0))? != rhs.len() {
+        return None;
+    }
+    let axes = ins
+        .iter()
+        .enumerate()
+        .flat_map(|(i, t)| t.chars().enumerate().map(move |(k, l)| (l, IN(i, k))))
+        .chain(rhs.chars().enumerate().map(|(k, l)| (l, OUT(0, k))));
+    let mut c = Coupling::default();
+    let mut first: Vec<(char, Term)> = Vec::new();
+    for (l, t) in axes {
+        match first.iter().find(|(x, _)| *x == l) {
+            Some((_, f)) => c.same(f.clone(), t),
+            None => first.push((l, t)),
+        }
     }
     Some(c)
 }
