@@ -580,7 +580,7 @@ pub(crate) fn norm_axis(axis: i64, rank: usize) -> Result<usize, String> {
 }
 
 /// Normalize a list of axes; duplicates are an error.
-pub(crate) fn norm_axes(axes: &[i64], rank: usize) -> Result<Vec<usize>, String> {
+pub fn norm_axes(axes: &[i64], rank: usize) -> Result<Vec<usize>, String> {
     let mut out = Vec::with_capacity(axes.len());
     for &a in axes {
         let n = norm_axis(a, rank)?;

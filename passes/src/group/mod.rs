@@ -174,12 +174,19 @@ impl Pass for Group {
             let folded = crate::transforms::fold_shapes::fold_shapes(model).map_err(ir)?;
             cx.stat("shape values folded", folded);
         }
+        let infer = |m: &mut Model| {
+            spa_ir::infer::infer_model(m, &spa_ir::infer::InferOptions::default()).map_err(ir)
+        };
+        infer(model)?;
         if self.split {
+            // Reads the types just inferred; its new values are typed by a second inference.
             let split =
                 crate::transforms::split_fused::split_fused_projections(model).map_err(ir)?;
             cx.stat("fused projections split", split);
+            if split > 0 {
+                infer(model)?;
+            }
         }
-        spa_ir::infer::infer_model(model, &spa_ir::infer::InferOptions::default()).map_err(ir)?;
         let known = known_values(model)?;
         let protect = self.protect.clone();
         let groups = analysis::analyze(model, &known, self.limits, &|name: &str| {

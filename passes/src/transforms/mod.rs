@@ -11,8 +11,24 @@ pub mod test_print_shapes;
 pub mod untie;
 pub mod verify;
 
-use spa_ir::{Graph, Tensor, Type, Value, ValueDef, ValueId};
+use spa_ir::{Graph, NodeId, Tensor, Type, Value, ValueDef, ValueId};
 use std::collections::HashSet;
+
+/// The only node reading `v` (which is not a graph output), with the input slot it reads it at;
+/// `users` is [`Graph::users`].
+pub(crate) fn only_user(
+    graph: &Graph,
+    users: &[Vec<(NodeId, usize)>],
+    v: ValueId,
+) -> Option<(NodeId, usize)> {
+    if graph.outputs.contains(&v) {
+        return None;
+    }
+    match users.get(v.index())?.as_slice() {
+        [(n, slot)] => Some((*n, *slot)),
+        _ => None,
+    }
+}
 
 /// The first name `{stem}{k}`, `k = first, first + 1, ...`, not in `names`; recorded there.
 pub(crate) fn fresh_name(names: &mut HashSet<String>, stem: &str, first: usize) -> String {

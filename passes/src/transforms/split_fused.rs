@@ -26,8 +26,7 @@ use crate::error::PassError;
 use crate::manager::PassContext;
 use crate::registry::{Pass, PassInfo};
 use crate::transforms::dce::eliminate_dead_code;
-use crate::transforms::{add_constant, fresh_name};
-use spa_ir::infer::InferResult;
+use crate::transforms::{add_constant, fresh_name, only_user};
 use spa_ir::{
     AttrValue, DType, Graph, Model, Node, NodeId, Tensor, Type, Value, ValueDef, ValueId,
 };
@@ -50,10 +49,13 @@ impl Pass for SplitFused {
         };
         // Exporters compute Reshape targets from Shape ops: fold them first, as `group` does.
         let folded = crate::transforms::fold_shapes::fold_shapes(model).map_err(ir)?;
+        let infer = |m: &mut Model| {
+            spa_ir::infer::infer_model(m, &spa_ir::infer::InferOptions::default()).map_err(ir)
+        };
+        infer(model)?;
         let split = split_fused_projections(model).map_err(ir)?;
-        if split + folded > 0 {
-            spa_ir::infer::infer_model(model, &spa_ir::infer::InferOptions::default())
-                .map_err(ir)?;
+        if split > 0 {
+            infer(model)?;
         }
         cx.stat("fused projections split", split);
         cx.stat("shape values folded", folded);
@@ -94,8 +96,9 @@ struct Part {
 struct Fused {
     x: ValueId,
     weight: ValueId,
-    /// The bias: its value's name, its data and whether it is the Add's first operand.
-    bias: Option<(String, Vec<f32>, bool)>,
+    /// The bias and whether it is the Add's first operand (its data is read only once the
+    /// projection has matched, in [`split_fused_projections`]).
+    bias: Option<(ValueId, bool)>,
     /// The part's Reshape target; `None` when the parts are column slices of the projection's
     /// output (no Reshape, no layout ops).
     shape: Option<Vec<i64>>,
@@ -107,7 +110,9 @@ struct Fused {
     names: Vec<String>,
 }
 
-/// Split every fused projection of the main graph; returns how many were split.
+/// Split every fused projection of the main graph; returns how many were split. Reads the value
+/// types (run inference first: a Reshape target's `-1` is resolved from its output's type); the
+/// parts' new values are left untyped, for the caller's next inference.
 pub fn split_fused_projections(model: &mut Model) -> Result<usize, spa_ir::IrError> {
     let candidates: Vec<NodeId> = model
         .graph
@@ -117,9 +122,6 @@ pub fn split_fused_projections(model: &mut Model) -> Result<usize, spa_ir::IrErr
     if candidates.is_empty() {
         return Ok(0);
     }
-    // Shapes, for Reshape targets with a -1 after the split. The rewrites below only erase and
-    // add nodes, so what this says about the values they leave stays true.
-    let types = spa_ir::infer::infer_types(model)?;
     let mut split = 0;
     let mut names: HashSet<String> = model
         .graph
@@ -137,10 +139,21 @@ pub fn split_fused_projections(model: &mut Model) -> Result<usize, spa_ir::IrErr
         if model.graph.try_node(n).is_none() {
             continue;
         }
-        let Some(f) = match_fused(model, &types, &users, n) else {
+        let Some(f) = match_fused(model, &users, n) else {
             continue;
         };
-        if rewrite(&mut model.graph, &f, &mut names).is_some() {
+        // The bias's data: a constant, or computed from constants (evaluated here).
+        let bias = match f.bias {
+            Some((b, first)) => {
+                let Some(data) = computed_constant(model, b, 8).and_then(|t| t.to_f32().ok())
+                else {
+                    continue;
+                };
+                Some((model.graph.value(b).name.clone(), data, first))
+            }
+            None => None,
+        };
+        if rewrite(&mut model.graph, &f, bias, &mut names).is_some() {
             users = model.graph.users();
             split += 1;
         }
@@ -149,17 +162,6 @@ pub fn split_fused_projections(model: &mut Model) -> Result<usize, spa_ir::IrErr
         eliminate_dead_code(&mut model.graph)?;
     }
     Ok(split)
-}
-
-/// The only reader of `v` (not a graph output), with its slot.
-fn only_user(graph: &Graph, users: &[Vec<(NodeId, usize)>], v: ValueId) -> Option<(NodeId, usize)> {
-    if graph.outputs.contains(&v) {
-        return None;
-    }
-    match users.get(v.index())?.as_slice() {
-        [(n, s)] => Some((*n, *s)),
-        _ => None,
-    }
 }
 
 /// The axes of a Squeeze/Unsqueeze: attribute (old opsets) or constant input 1.
@@ -172,20 +174,7 @@ fn axes_of(graph: &Graph, node: &Node) -> Option<(Vec<i64>, AxesForm)> {
 
 /// Axes normalized to `0..rank`, or `None` when one is out of range or repeated.
 fn normalize(axes: &[i64], rank: usize) -> Option<Vec<usize>> {
-    let r = i64::try_from(rank).ok()?;
-    let mut out = Vec::with_capacity(axes.len());
-    for &a in axes {
-        let a = if a < 0 { a + r } else { a };
-        if !(0..r).contains(&a) {
-            return None;
-        }
-        let a = a as usize;
-        if out.contains(&a) {
-            return None;
-        }
-        out.push(a);
-    }
-    Some(out)
+    spa_ir::ops::norm_axes(axes, rank).ok()
 }
 
 fn is_plain(node: &Node) -> bool {
@@ -193,8 +182,8 @@ fn is_plain(node: &Node) -> bool {
 }
 
 /// Known dims of a value, if all are known.
-fn dims_of(types: &InferResult, v: ValueId) -> Option<Vec<i64>> {
-    let t = types.ty(v)?.as_tensor()?;
+fn dims_of(graph: &Graph, v: ValueId) -> Option<Vec<i64>> {
+    let t = graph.value(v).ty.as_tensor()?;
     t.shape.as_ref()?.iter().map(|a| a.dim.known()).collect()
 }
 
@@ -245,12 +234,7 @@ fn computed_constant(model: &Model, v: ValueId, depth: usize) -> Option<Tensor> 
     (k < out.len()).then(|| out.swap_remove(k))
 }
 
-fn match_fused(
-    model: &Model,
-    types: &InferResult,
-    users: &[Vec<(NodeId, usize)>],
-    n: NodeId,
-) -> Option<Fused> {
+fn match_fused(model: &Model, users: &[Vec<(NodeId, usize)>], n: NodeId) -> Option<Fused> {
     let graph = &model.graph;
     let node = graph.node(n);
     if node.op_type != "MatMul" || !is_plain(node) {
@@ -273,11 +257,11 @@ fn match_fused(
         Some((u, slot)) if graph.node(u).op_type == "Add" && is_plain(graph.node(u)) => {
             let add = graph.node(u);
             let b = add.input(1 - slot)?;
-            let t = computed_constant(model, b, 8)?;
-            if t.dtype != DType::F32 || t.dims != [c] {
+            let ty = graph.value(b).ty.as_tensor()?;
+            if ty.dtype != Some(DType::F32) || dims_of(graph, b)? != [c] {
                 return None;
             }
-            bias = Some((graph.value(b).name.clone(), t.to_f32().ok()?, slot == 1));
+            bias = Some((b, slot == 1));
             names.push(add.name.clone());
             erase.push(u);
             v = add.output(0)?;
@@ -285,7 +269,7 @@ fn match_fused(
         _ => names.push(String::new()),
     }
     // Column slices of the output (torchvision's MaxViT: `qkv.chunk(3, dim=-1)`).
-    if let Some((parts, chosen)) = column_parts(graph, types, users, v, c) {
+    if let Some((parts, chosen)) = column_parts(graph, users, v, c) {
         erase.extend(chosen);
         return Some(Fused {
             x,
@@ -306,7 +290,7 @@ fn match_fused(
     }
     let target = graph.constant_ints(reshape.input(1)?)?;
     // A 0 copies the input's dim: fine before its last axis (the same in every part).
-    let last_in = dims_of(types, v)
+    let last_in = dims_of(graph, v)
         .map(|d| d.len().saturating_sub(1))
         .unwrap_or(0);
     if target
@@ -317,7 +301,7 @@ fn match_fused(
         return None;
     }
     // The output dims: the target's, or inference's where it has a -1.
-    let out = match dims_of(types, reshape.output(0)?) {
+    let out = match dims_of(graph, reshape.output(0)?) {
         Some(d) if d.len() == target.len() => d,
         _ => target.clone(),
     };
@@ -433,7 +417,6 @@ fn match_fused(
 /// axis, or `Slice`s of it (constant bounds, step 1). At least two parts.
 fn column_parts(
     graph: &Graph,
-    types: &InferResult,
     users: &[Vec<(NodeId, usize)>],
     v: ValueId,
     c: i64,
@@ -441,7 +424,7 @@ fn column_parts(
     if graph.outputs.contains(&v) {
         return None;
     }
-    let rank = types.ty(v)?.as_tensor()?.rank()?;
+    let rank = graph.value(v).ty.as_tensor()?.rank()?;
     let last = rank.checked_sub(1)?;
     let readers = users.get(v.index())?;
     let (mut parts, mut erase) = (Vec::new(), Vec::new());
@@ -643,9 +626,14 @@ fn axes_operand(
     }
 }
 
-/// Build the parts and erase the fused nodes. `None` (nothing changed) when the weight cannot
-/// be read.
-fn rewrite(graph: &mut Graph, f: &Fused, names: &mut HashSet<String>) -> Option<()> {
+/// Build the parts and erase the fused nodes; `bias` is the bias's name, data and operand order.
+/// `None` (nothing changed) when the weight cannot be read.
+fn rewrite(
+    graph: &mut Graph,
+    f: &Fused,
+    bias: Option<(String, Vec<f32>, bool)>,
+    names: &mut HashSet<String>,
+) -> Option<()> {
     let w = constant_through(graph, f.weight)?;
     let (rows, cols) = (
         usize::try_from(w.dims[0]).ok()?,
@@ -657,7 +645,7 @@ fn rewrite(graph: &mut Graph, f: &Fused, names: &mut HashSet<String>) -> Option<
     }
     // Every part's block must be inside the weight and the bias (checked before anything changes).
     let inside = |p: &Part| p.from + p.width <= cols;
-    if !f.parts.iter().all(inside) || f.bias.as_ref().is_some_and(|b| b.1.len() != cols) {
+    if !f.parts.iter().all(inside) || bias.as_ref().is_some_and(|b| b.1.len() != cols) {
         return None;
     }
     let wname = graph.value(f.weight).name.clone();
@@ -702,7 +690,7 @@ fn rewrite(graph: &mut Graph, f: &Fused, names: &mut HashSet<String>) -> Option<
         mm.name = node_name(names, &f.names[0], "MatMul", i);
         mm.inputs = vec![Some(f.x), Some(wv)];
         stages.push(mm);
-        if let Some((bname, b, first_operand)) = &f.bias {
+        if let Some((bname, b, first_operand)) = &bias {
             let bi = Tensor::from_f32(vec![width as i64], &b[from..from + width]);
             let bn = fresh_name(names, &format!("{bname}_part"), i);
             let bv = add_constant(graph, bn, bi);

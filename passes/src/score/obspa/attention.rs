@@ -24,6 +24,7 @@
 use super::layer::Consumer;
 use super::math::{self, HessianSum};
 use crate::group::GroupAnalysis;
+pub(super) use crate::transforms::only_user;
 use ndarray::{s, Array2, ArrayD, IxDyn};
 use rayon::prelude::*;
 use spa_ir::interp::{eval_node, Observer, Value};
@@ -92,21 +93,6 @@ fn is_scalar(graph: &Graph, v: ValueId) -> bool {
         .as_tensor()
         .and_then(|t| t.shape.as_ref())
         .is_some_and(|s| s.iter().all(|a| a.dim.known() == Some(1)))
-}
-
-/// The only user of `v` (not a graph output), with the slot it reads `v` at.
-pub(super) fn only_user(
-    graph: &Graph,
-    users: &[Vec<(NodeId, usize)>],
-    v: ValueId,
-) -> Option<(NodeId, usize)> {
-    if graph.outputs.contains(&v) {
-        return None;
-    }
-    match users.get(v.index())?.as_slice() {
-        [(n, slot)] => Some((*n, *slot)),
-        _ => None,
-    }
 }
 
 /// Per position of an axis with term `term`: (head, head dim), where the head dim is `atom`'s
