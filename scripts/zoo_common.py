@@ -4,7 +4,7 @@ Models come from ../shared/zoo/export_zoo.py in $ZOO_DIR (default /tmp/zoo):
 $ZOO_DIR/models/<name>.onnx (classic), $ZOO_DIR/models_dynamo/<name>.onnx (dynamo), >2 GB models in
 <dir>/<name>/<name>.onnx with external data, inputs in <name>.io.npz beside them.
 """
-import glob, os, resource, subprocess, time
+import glob, os, subprocess, threading, time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -69,18 +69,30 @@ def rel_diff(a, b):
 
 
 def spa(args, timeout=1800):
-    """Run spa-opt; returns (returncode, stderr, wall seconds, peak RSS bytes of the child)."""
+    """Run spa-opt; returns (returncode, stderr, wall seconds, peak RSS bytes of the child).
+
+    The child is reaped with os.wait4, which gives its own peak RSS (ru_maxrss of the children
+    would be the largest over every child so far); its output is read by two threads meanwhile."""
     t0 = time.perf_counter()
     p = subprocess.Popen([SPA] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    chunks = {"out": [], "err": []}
+    readers = [threading.Thread(target=lambda f=f, k=k: chunks[k].append(f.read()), daemon=True)
+               for f, k in ((p.stdout, "out"), (p.stderr, "err"))]
+    for r in readers:
+        r.start()
+    killer = threading.Timer(timeout, p.kill)
+    killer.start()
     try:
-        out, err = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        out, err = p.communicate()
-        return -9, "timeout", time.perf_counter() - t0, 0
+        _, status, ru = os.wait4(p.pid, 0)
+    finally:
+        killer.cancel()
+    p.returncode = os.waitstatus_to_exitcode(status)
+    for r in readers:
+        r.join()
     wall = time.perf_counter() - t0
-    # ru_maxrss of children is the max over all children so far; wait4 gives this child's.
-    return p.returncode, err, wall, 0
+    if wall >= timeout and p.returncode < 0:
+        return -9, "timeout", wall, ru.ru_maxrss * 1024
+    return p.returncode, "".join(chunks["err"]), wall, ru.ru_maxrss * 1024
 
 
 def spa_rss(args, timeout=1800):

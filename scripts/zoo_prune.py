@@ -45,9 +45,10 @@ def main():
         try:
             rep = os.path.join(tmp, "report.json")
             out = os.path.join(tmp, name + ".onnx")
-            rc, err, wall, _ = spa([path, "--pass=" + args.pipeline, "--report", rep, "-o", out, "-q"],
-                                   timeout=args.timeout)
+            rc, err, wall, rss = spa([path, "--pass=" + args.pipeline, "--report", rep, "-o", out, "-q"],
+                                     timeout=args.timeout)
             row["spa_s"] = round(wall, 2)
+            row["peak_rss_mb"] = round(rss / 2**20)
             if rc != 0:
                 raise RuntimeError(f"spa-opt exit {rc}: {err.strip().splitlines()[-1][:300] if err.strip() else ''}")
             r = json.load(open(rep))
@@ -85,12 +86,12 @@ def main():
             row["error"] = f"{type(e).__name__}: {str(e)[:300]}"
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        print(f"{name:34s} {row['status']:5s} {row.get('spa_s', '-'):>6}s params={row.get('params_kept', '-')} "
+        print(f"{name:34s} {row['status']:5s} {row.get('spa_s', '-'):>6}s {row.get('peak_rss_mb', '-'):>6}MB params={row.get('params_kept', '-')} "
               f"flops={row.get('flops_kept', '-')} mask={row.get('mask_rel_diff', '-')} {row.get('error', '')}",
               flush=True)
         rows.append(row)
     os.makedirs(os.path.join(ROOT, "results"), exist_ok=True)
-    cols = ["name", "family", "status", "spa_s", "params_kept", "flops_kept", "groups", "pruned_groups",
+    cols = ["name", "family", "status", "spa_s", "peak_rss_mb", "params_kept", "flops_kept", "groups", "pruned_groups",
             "mask_rel_diff", "error"]
     with open(args.csv or os.path.join(ROOT, "results", f"zoo_prune_{args.kind}.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, cols)
