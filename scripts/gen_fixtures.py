@@ -256,7 +256,9 @@ def build_grouped_depthwise() -> onnx.ModelProto:
     return g.model("grouped_depthwise")
 
 
-def build_transformer_block() -> onnx.ModelProto:
+def build_transformer_block(einsum: bool = False) -> onnx.ModelProto:
+    """LayerNorm, 4 heads of 8 dims, an MLP. With `einsum`, the attention's two products are
+    Einsums (as MaxViT and JAX exports write them); the weights are the same."""
     S, H, NH, HD, FF = 8, 32, 4, 8, 64
     g = GraphBuilder(4)
     x = g.input("x", F32, [1, S, H])
@@ -289,11 +291,17 @@ def build_transformer_block() -> onnx.ModelProto:
     qh = split_heads(q, [0, 2, 1, 3])  # [1,4,8,8]
     kh = split_heads(k, [0, 2, 1, 3])
     vh = split_heads(v, [0, 2, 1, 3])
-    kt = g.node("Transpose", "/attn", [kh], perm=[0, 1, 3, 2])
-    scores = g.node("MatMul", "/attn", [qh, kt])
+    if einsum:
+        scores = g.node("Einsum", "/attn", [qh, kh], equation="bhid,bhjd->bhij")
+    else:
+        kt = g.node("Transpose", "/attn", [kh], perm=[0, 1, 3, 2])
+        scores = g.node("MatMul", "/attn", [qh, kt])
     scores = g.node("Div", "/attn", [scores, g.const("/attn", np.array(math.sqrt(HD), dtype=np.float32))])
     probs = g.node("Softmax", "/attn", [scores], axis=-1)
-    ctx = g.node("MatMul", "/attn", [probs, vh])  # [1,4,8,8]
+    if einsum:
+        ctx = g.node("Einsum", "/attn", [probs, vh], equation="bhij,bhjd->bhid")
+    else:
+        ctx = g.node("MatMul", "/attn", [probs, vh])  # [1,4,8,8]
     ctx = g.node("Transpose", "/attn", [ctx], perm=[0, 2, 1, 3])  # [1,8,4,8]
     merged_shape = g.init("/attn/merge_heads_shape", i64(1, S, H))
     ctx = g.node("Reshape", "/attn", [ctx, merged_shape])
@@ -312,7 +320,7 @@ def build_transformer_block() -> onnx.ModelProto:
     y = g.node("Add", "", [h1, f2])
     g.rename_output(y, "y")
     g.output("y", F32, [1, S, H])
-    return g.model("transformer_block")
+    return g.model("transformer_block_einsum" if einsum else "transformer_block")
 
 
 def _mlp(seed: int, batch) -> GraphBuilder:
@@ -882,6 +890,7 @@ def main() -> int:
         "concat_block.onnx": build_concat_block,
         "grouped_depthwise.onnx": build_grouped_depthwise,
         "transformer_block.onnx": build_transformer_block,
+        "transformer_block_einsum.onnx": lambda: build_transformer_block(einsum=True),
         "mlp.onnx": build_mlp,
         "channel_shuffle.onnx": build_channel_shuffle,
         "constant_nodes.onnx": build_constant_nodes,

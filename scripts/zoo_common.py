@@ -4,7 +4,7 @@ Models come from ../shared/zoo/export_zoo.py in $ZOO_DIR (default /tmp/zoo):
 $ZOO_DIR/models/<name>.onnx (classic), $ZOO_DIR/models_dynamo/<name>.onnx (dynamo), >2 GB models in
 <dir>/<name>/<name>.onnx with external data, inputs in <name>.io.npz beside them.
 """
-import glob, os, subprocess, threading, time
+import glob, os, signal, subprocess, tempfile, time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -68,45 +68,64 @@ def rel_diff(a, b):
     return float(np.max(np.abs(a - b))) / scale
 
 
-def spa(args, timeout=1800):
-    """Run spa-opt; returns (returncode, stderr, wall seconds, peak RSS bytes of the child).
+TIME = "/usr/bin/time"
 
-    The child is reaped with os.wait4, which gives its own peak RSS (ru_maxrss of the children
-    would be the largest over every child so far); its output is read by two threads meanwhile."""
-    t0 = time.perf_counter()
-    p = subprocess.Popen([SPA] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    chunks = {"out": [], "err": []}
-    readers = [threading.Thread(target=lambda f=f, k=k: chunks[k].append(f.read()), daemon=True)
-               for f, k in ((p.stdout, "out"), (p.stderr, "err"))]
-    for r in readers:
-        r.start()
-    killer = threading.Timer(timeout, p.kill)
-    killer.start()
+
+def _rss_wrapped(args, rss_file):
+    """spa-opt's argv under GNU time, which writes the child's peak RSS (KiB) to `rss_file`.
+
+    The RSS that os.wait4 reports for a child of this process is no good: exec keeps the
+    high-water mark of the memory it replaces, which is this Python process's when it forked (a
+    few hundred MB with numpy and onnxruntime loaded). GNU time forks from a small process."""
+    if os.path.exists(TIME):
+        return [TIME, "-f", "%M", "-o", rss_file, SPA] + args
+    return [SPA] + args
+
+
+def _read_time(rss_file, rc):
+    """(return code, peak RSS bytes) from GNU time's file: its last line is the RSS in KiB, and a
+    first line "Command terminated by signal N" means the child died of signal N (time exits
+    128 + N), which is returned as -N as subprocess would."""
     try:
-        _, status, ru = os.wait4(p.pid, 0)
-    finally:
-        killer.cancel()
-    p.returncode = os.waitstatus_to_exitcode(status)
-    for r in readers:
-        r.join()
-    wall = time.perf_counter() - t0
-    if wall >= timeout and p.returncode < 0:
-        return -9, "timeout", wall, ru.ru_maxrss * 1024
-    return p.returncode, "".join(chunks["err"]), wall, ru.ru_maxrss * 1024
+        with open(rss_file) as f:
+            lines = f.read().split("\n")
+    except OSError:
+        return rc, 0
+    lines = [l for l in lines if l.strip()]
+    try:
+        rss = int(lines[-1]) * 1024
+    except (ValueError, IndexError):
+        rss = 0
+    if lines and lines[0].startswith("Command terminated by signal"):
+        try:
+            rc = -int(lines[0].split()[-1])
+        except ValueError:
+            pass
+    return rc, rss
+
+
+def spa(args, timeout=1800):
+    """Run spa-opt; returns (returncode, stderr, wall seconds, peak RSS bytes; 0 without GNU time)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        rss_file = os.path.join(tmp, "rss")
+        t0 = time.perf_counter()
+        p = subprocess.Popen(_rss_wrapped(args, rss_file), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, start_new_session=True)
+        try:
+            _, err = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.communicate()
+            return -9, "timeout", time.perf_counter() - t0, 0
+        wall = time.perf_counter() - t0
+        rc, rss = _read_time(rss_file, p.returncode)
+    return rc, err, wall, rss
 
 
 def spa_rss(args, timeout=1800):
-    """Run spa-opt under os.wait4 to get its own peak RSS."""
-    t0 = time.perf_counter()
-    pid = os.fork()
-    if pid == 0:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 1)
-        os.dup2(devnull, 2)
-        os.execv(SPA, [SPA] + args)
-    _, status, ru = os.wait4(pid, 0)
-    wall = time.perf_counter() - t0
-    return os.waitstatus_to_exitcode(status), wall, ru.ru_maxrss * 1024
+    """Run spa-opt with its output discarded; returns (returncode, wall seconds, peak RSS bytes)."""
+    rc, _, wall, rss = spa(args, timeout)
+    return rc, wall, rss
 
 
 def file_bytes(path):

@@ -37,6 +37,15 @@ def main():
     if args.pipeline != PIPE:
         args.no_mask = True
     rows = []
+    cols = ["name", "family", "status", "spa_s", "peak_rss_mb", "params_kept", "flops_kept", "groups",
+            "pruned_groups", "mask_rel_diff", "error"]
+    # Rows are written as they come, so a long run stopped early keeps what it measured.
+    csv_path = args.csv or os.path.join(ROOT, "results", f"zoo_prune_{args.kind}.csv")
+    os.makedirs(os.path.dirname(os.path.abspath(csv_path)), exist_ok=True)
+    out_file = open(csv_path, "w", newline="")
+    writer = csv.DictWriter(out_file, cols)
+    writer.writeheader()
+    out_file.flush()
     for name, path in models(args.kind, args.only):
         if name in args.skip:
             continue
@@ -90,13 +99,9 @@ def main():
               f"flops={row.get('flops_kept', '-')} mask={row.get('mask_rel_diff', '-')} {row.get('error', '')}",
               flush=True)
         rows.append(row)
-    os.makedirs(os.path.join(ROOT, "results"), exist_ok=True)
-    cols = ["name", "family", "status", "spa_s", "peak_rss_mb", "params_kept", "flops_kept", "groups", "pruned_groups",
-            "mask_rel_diff", "error"]
-    with open(args.csv or os.path.join(ROOT, "results", f"zoo_prune_{args.kind}.csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, cols)
-        w.writeheader()
-        w.writerows(rows)
+        writer.writerow(row)
+        out_file.flush()
+    out_file.close()
     ok = sum(r["status"] == "ok" for r in rows)
     print(f"prune ({args.kind}): {ok}/{len(rows)} ok")
     for fam in sorted({r["family"] for r in rows}):

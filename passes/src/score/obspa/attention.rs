@@ -186,12 +186,13 @@ pub(super) fn side(
                     path.push((u, slot));
                 }
             }
-            "MatMul"
+            "MatMul" | "Einsum"
                 if un
                     .inputs
                     .iter()
                     .flatten()
-                    .all(|&i| graph.constant(i).is_none()) =>
+                    .all(|&i| graph.constant(i).is_none())
+                    && (un.op_type == "MatMul" || einsum_terms(un).is_some()) =>
             {
                 let s = Side {
                     node: n,
@@ -210,6 +211,65 @@ pub(super) fn side(
         v = out;
     }
     None
+}
+
+/// The labels of a two-operand `Einsum` with an explicit output, no ellipsis and no label twice
+/// in one term: `[a, b, out]`.
+pub(super) fn einsum_terms(node: &spa_ir::Node) -> Option<[Vec<char>; 3]> {
+    let eq: String = node
+        .attr_str("equation")?
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    let (lhs, rhs) = eq.split_once("->")?;
+    let (a, b) = lhs.split_once(',')?;
+    let terms = [a, b, rhs].map(|t| t.chars().collect::<Vec<char>>());
+    let plain = terms.iter().all(|t| {
+        t.iter().all(char::is_ascii_alphabetic)
+            && t.iter().enumerate().all(|(i, c)| !t[..i].contains(c))
+    });
+    (node.inputs.len() == 2 && plain).then_some(terms)
+}
+
+/// Whether `a, b -> out` is a batched `Q K^T`: both end in the one contracted label, differ
+/// in one other position (the query and key rows) and agree everywhere else (batch axes, heads),
+/// and the output keeps every other label once.
+pub(super) fn is_score_einsum([a, b, out]: &[Vec<char>; 3]) -> bool {
+    let n = a.len();
+    if n < 2 || b.len() != n || a[n - 1] != b[n - 1] || out.contains(&a[n - 1]) {
+        return false;
+    }
+    let differ: Vec<usize> = (0..n - 1).filter(|&i| a[i] != b[i]).collect();
+    let [p] = differ[..] else { return false };
+    let mut kept: Vec<char> = a[..n - 1].to_vec();
+    kept.push(b[p]);
+    !b.contains(&a[p])
+        && !a.contains(&b[p])
+        && out.len() == n
+        && kept.iter().all(|c| out.contains(c))
+}
+
+/// Whether `a, b -> out` is a batched `P V`: `b`'s last label (V's head dim) is kept and not in
+/// `a`, one label of both (the key positions) is contracted, every other label of `b` is a batch
+/// axis of both and of the output, and `a`'s own label (the query rows) is kept.
+pub(super) fn is_mix_einsum([a, b, out]: &[Vec<char>; 3]) -> bool {
+    let n = b.len();
+    if n < 2 || a.len() != n || a.contains(&b[n - 1]) || !out.contains(&b[n - 1]) {
+        return false;
+    }
+    let contracted: Vec<char> = b
+        .iter()
+        .copied()
+        .filter(|c| a.contains(c) && !out.contains(c))
+        .collect();
+    let rows: Vec<char> = a.iter().copied().filter(|c| !b.contains(c)).collect();
+    let ([_], [r]) = (&contracted[..], &rows[..]) else {
+        return false;
+    };
+    let batch_ok = b[..n - 1]
+        .iter()
+        .all(|c| contracted.contains(c) || (a.contains(c) && out.contains(c)));
+    batch_ok && out.contains(r) && out.len() == n
 }
 
 /// The attention sites of prunable spaces no consumer reads (`unconsumed[s]` true).
@@ -242,6 +302,13 @@ pub fn find_sites(
         scores.sort_by_key(|(n, _)| n.0);
         for (score, [q, k]) in scores {
             let (Some(q), Some(k)) = (q, k) else { continue };
+            let sn = graph.node(score);
+            if sn.op_type == "Einsum"
+                && !(einsum_terms(sn).is_some_and(|t| is_score_einsum(&t))
+                    && (0..2).all(|slot| last_axis_is(graph, groups, score, slot, a)))
+            {
+                continue;
+            }
             let heads = q.pos.iter().map(|p| p.0 + 1).max().unwrap_or(0);
             if heads == 0
                 || q.pos.len() != heads * dim
@@ -265,6 +332,24 @@ pub fn find_sites(
         }
     }
     sites
+}
+
+/// Whether the last axis of input `slot` of `node` carries space `atom` alone.
+pub(super) fn last_axis_is(
+    graph: &Graph,
+    groups: &GroupAnalysis,
+    node: NodeId,
+    slot: usize,
+    atom: usize,
+) -> bool {
+    graph
+        .node(node)
+        .input(slot)
+        .and_then(|x| {
+            let rank = graph.value(x).ty.as_tensor()?.rank()?;
+            groups.terms.get(&(x, rank.checked_sub(1)?))
+        })
+        .is_some_and(|t| matches!(t, crate::group::AtomTerm::Atom(x) if *x == atom))
 }
 
 /// From the score MatMul (slot 0 entered) through single-user nodes to a consumer reading the
@@ -848,5 +933,54 @@ mod tests {
         // Losses of cutting 1, 2, 3, 4 directions (a noisy measurement may dip).
         let s = scores(&[0.1, 0.3, 0.25, 0.9]);
         assert_eq!(s, vec![0.9, 0.3, 0.3, 0.1]);
+    }
+
+    fn einsum_node(eq: &str) -> spa_ir::Node {
+        let mut node = spa_ir::Node::new("Einsum");
+        node.inputs = vec![None, None];
+        node.set_attr(
+            "equation",
+            spa_ir::AttrValue::String(eq.as_bytes().to_vec().into()),
+        );
+        node
+    }
+
+    fn terms(eq: &str) -> [Vec<char>; 3] {
+        einsum_terms(&einsum_node(eq)).unwrap_or_else(|| panic!("{eq} not parsed"))
+    }
+
+    #[test]
+    fn einsum_forms_of_attention() {
+        for eq in [
+            "bhid,bhjd->bhij",
+            "bnhd,bmhd->bhnm",
+            "b i d, b j d -> b j i",
+        ] {
+            assert!(is_score_einsum(&terms(eq)), "{eq}");
+        }
+        // Heads crossed, the head dim kept, the head dim not last, two labels contracted.
+        for eq in [
+            "bhid,bgjd->bhgij",
+            "bhid,bhjd->bhijd",
+            "bhid,bhdj->bhij",
+            "bhid,bhid->bh",
+        ] {
+            assert!(!is_score_einsum(&terms(eq)), "{eq}");
+        }
+        for eq in ["bhij,bhjd->bhid", "bhnm,bmhe->bnhe"] {
+            assert!(is_mix_einsum(&terms(eq)), "{eq}");
+        }
+        // Heads summed, keys kept, V's dim in P, no query rows.
+        for eq in [
+            "bhij,bhjd->bid",
+            "bhij,bhjd->bhijd",
+            "bhid,bhjd->bhid",
+            "bhj,bhjd->bhd",
+        ] {
+            assert!(!is_mix_einsum(&terms(eq)), "{eq}");
+        }
+        for eq in ["...id,...jd->...ij", "bid,bjd", "bii,bjd->bij"] {
+            assert!(einsum_terms(&einsum_node(eq)).is_none(), "{eq}");
+        }
     }
 }

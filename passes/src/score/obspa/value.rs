@@ -16,7 +16,7 @@
 use super::attention::{self, head_columns, only_user, upper_solve, Side, LAYOUT};
 use super::layer::{Consumer, LayerKind};
 use super::math::{self, HessianSum};
-use crate::group::{AtomTerm, GroupAnalysis};
+use crate::group::GroupAnalysis;
 use ndarray::Array2;
 use spa_ir::{Graph, Model, NodeId};
 
@@ -88,12 +88,13 @@ pub fn find_value_sites(
             let Some((v, pv, 1)) = attention::side(model, groups, &users, n, a) else {
                 continue;
             };
-            // ... and `a` alone is V's last axis there (not the heads, a batch axis).
-            let last = graph.node(pv).input(1).and_then(|x| {
-                let rank = graph.value(x).ty.as_tensor()?.rank()?;
-                groups.terms.get(&(x, rank.checked_sub(1)?))
-            });
-            if !matches!(last, Some(AtomTerm::Atom(x)) if *x == a) {
+            // ... and `a` alone is V's last axis there (not the heads, a batch axis); an Einsum
+            // must compute `P V` per batch axis.
+            let pn = graph.node(pv);
+            if !attention::last_axis_is(graph, groups, pv, 1, a)
+                || (pn.op_type == "Einsum"
+                    && !attention::einsum_terms(pn).is_some_and(|t| attention::is_mix_einsum(&t)))
+            {
                 continue;
             }
             let Some(i) = to_consumer(graph, &users, consumers, pv) else {
