@@ -16,6 +16,11 @@ use thiserror::Error;
 pub enum MathError {
     #[error("the Hessian is not positive definite (pivot {pivot}); increase damp")]
     NotPositiveDefinite { pivot: usize },
+    #[error(
+        "a head's outputs span fewer than its {dim} dims on the {rows} calibration rows (more \
+         samples may help)"
+    )]
+    SingularHead { dim: usize, rows: u64 },
     #[error("a weight matrix is {rows}x{cols} but the Hessian is {dim}x{dim}")]
     Shape {
         rows: usize,

@@ -158,7 +158,14 @@ pub fn value_basis(
         let mut hh = Array2::from_shape_fn((d, d), |(i, j)| hessian.xtx[(cols[i], cols[j])]);
         let ridge = 1e-10 * (hh.diag().sum() / d.max(1) as f64).max(1e-30);
         hh.diag_mut().iter_mut().for_each(|x| *x += ridge);
-        let r = math::cholesky(&hh)?.reversed_axes();
+        // Only a tiny ridge: a singular block is a head whose outputs span fewer dims than it
+        // has on the calibration data, which `damp` would hide, not fix.
+        let r = math::cholesky(&hh)
+            .map_err(|_| math::MathError::SingularHead {
+                dim: d,
+                rows: hessian.rows,
+            })?
+            .reversed_axes();
         // The left singular vectors of `M = R Wo_h` are the right ones of `L^T`, with
         // `L L^T = M M^T` (d x d, cheaper than `M^T`: outputs x d).
         let woh = Array2::from_shape_fn((d, wo.nrows()), |(j, o)| wo[(o, cols[j])]);
@@ -250,6 +257,26 @@ mod tests {
         s.colsum = (0..z.ncols()).map(|c| z.column(c).sum()).collect();
         s.rows = z.nrows() as u64;
         s
+    }
+
+    #[test]
+    fn a_head_with_fewer_independent_rows_than_dims_is_reported_as_such() {
+        // 2 rows of head outputs for heads of 3 dims: every head block has rank 2, and the f32
+        // Gram products leave its null direction slightly negative (here -1e-6 of the mean).
+        let z = data(2, 6, 3);
+        let mut sum = sums(&z);
+        let eps = 1e-6 * sum.xtx.diag().mean().unwrap_or(1.0);
+        sum.xtx.diag_mut().iter_mut().for_each(|x| *x -= eps);
+        let err = value_basis(&site(), &sum, &data(5, 6, 4))
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some(
+                "a head's outputs span fewer than its 3 dims on the 2 calibration rows (more \
+                 samples may help)"
+            )
+        );
     }
 
     #[test]
