@@ -173,18 +173,7 @@ fn matmul(cx: &CoupleCtx<'_>) -> Option<Coupling> {
 /// has no broadcasting outside the ellipsis, so a label has one size. Equations with an
 /// ellipsis or an implicit output get no rule.
 fn einsum(cx: &CoupleCtx<'_>) -> Option<Coupling> {
-    let eq: String = cx
-        .node
-        .attr_str("equation")?
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect();
-    let (lhs, rhs) = eq.split_once("->")?;
-    let ins: Vec<&str> = lhs.split(',').collect();
-    let plain = |t: &str| t.chars().all(|c| c.is_ascii_alphabetic());
-    if ins.len() != cx.node.inputs.len() || !ins.iter().all(|t| plain(t)) || !plain(rhs) {
-        return None;
-    }
+    let (ins, rhs) = super::explicit_einsum(cx.node)?;
     for (i, t) in ins.iter().enumerate() {
         if rank(cx, Operand::In(i))? != t.len() {
             return None;
@@ -196,8 +185,8 @@ fn einsum(cx: &CoupleCtx<'_>) -> Option<Coupling> {
     let axes = ins
         .iter()
         .enumerate()
-        .flat_map(|(i, t)| t.chars().enumerate().map(move |(k, l)| (l, IN(i, k))))
-        .chain(rhs.chars().enumerate().map(|(k, l)| (l, OUT(0, k))));
+        .flat_map(|(i, t)| t.iter().enumerate().map(move |(k, &l)| (l, IN(i, k))))
+        .chain(rhs.iter().enumerate().map(|(k, &l)| (l, OUT(0, k))));
     let mut c = Coupling::default();
     let mut first: Vec<(char, Term)> = Vec::new();
     for (l, t) in axes {

@@ -579,6 +579,23 @@ pub(crate) fn norm_axis(axis: i64, rank: usize) -> Result<usize, String> {
     }
 }
 
+/// The labels of an `Einsum` written out in full: one term per input and the output term, no
+/// ellipsis (every label an ASCII letter), whitespace ignored. `None` for an implicit output,
+/// an ellipsis, or a term count that is not the node's input count.
+pub fn explicit_einsum(node: &Node) -> Option<(Vec<Vec<char>>, Vec<char>)> {
+    let eq: String = node
+        .attr_str("equation")?
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    let (lhs, rhs) = eq.split_once("->")?;
+    let ins: Vec<Vec<char>> = lhs.split(',').map(|t| t.chars().collect()).collect();
+    let out: Vec<char> = rhs.chars().collect();
+    let plain = |t: &[char]| t.iter().all(char::is_ascii_alphabetic);
+    (ins.len() == node.inputs.len() && ins.iter().all(|t| plain(t)) && plain(&out))
+        .then_some((ins, out))
+}
+
 /// Normalize a list of axes; duplicates are an error.
 pub fn norm_axes(axes: &[i64], rank: usize) -> Result<Vec<usize>, String> {
     let mut out = Vec::with_capacity(axes.len());

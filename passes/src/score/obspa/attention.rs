@@ -216,19 +216,11 @@ pub(super) fn side(
 /// The labels of a two-operand `Einsum` with an explicit output, no ellipsis and no label twice
 /// in one term: `[a, b, out]`.
 pub(super) fn einsum_terms(node: &spa_ir::Node) -> Option<[Vec<char>; 3]> {
-    let eq: String = node
-        .attr_str("equation")?
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect();
-    let (lhs, rhs) = eq.split_once("->")?;
-    let (a, b) = lhs.split_once(',')?;
-    let terms = [a, b, rhs].map(|t| t.chars().collect::<Vec<char>>());
-    let plain = terms.iter().all(|t| {
-        t.iter().all(char::is_ascii_alphabetic)
-            && t.iter().enumerate().all(|(i, c)| !t[..i].contains(c))
-    });
-    (node.inputs.len() == 2 && plain).then_some(terms)
+    let (ins, out) = spa_ir::ops::explicit_einsum(node)?;
+    let [a, b]: [Vec<char>; 2] = ins.try_into().ok()?;
+    let terms = [a, b, out];
+    let distinct = |t: &Vec<char>| t.iter().enumerate().all(|(i, c)| !t[..i].contains(c));
+    terms.iter().all(distinct).then_some(terms)
 }
 
 /// Whether `a, b -> out` is a batched `Q K^T`: both end in the one contracted label, differ
