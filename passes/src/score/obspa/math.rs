@@ -400,28 +400,22 @@ fn check(w: &ArrayView2<'_, f64>, hinv: &Array2<f64>) -> Result<(), MathError> {
 
 /// `E_Q = 1/2 sum_rows w_Q (Hinv_QQ)^-1 w_Q^T`: the increase of the layer's loss when the columns
 /// `q` are removed and the others re-fitted. Computed as `1/2 sum(G * Hinv_QQ^-1)` with the small
-/// Gram matrix `G = W_:,Q^T W_:,Q`, one pass over the rows.
+/// Gram matrix `G = W_:,Q^T W_:,Q`: the columns gathered once, then one matrix product
+/// (`examples/saliency_bench.rs`: 1.5 to 2x faster than rank-1 updates row by row for 9 to 36
+/// columns).
 pub fn saliency(w: ArrayView2<'_, f64>, hinv: &Array2<f64>, q: &[usize]) -> Result<f64, MathError> {
     check(&w, hinv)?;
     if q.is_empty() {
         return Ok(0.0);
     }
     let inv = small_spd_inverse(&block(hinv, q))?;
-    let k = q.len();
-    let mut g = vec![0.0; k * k];
-    let mut v = vec![0.0; k];
-    for row in w.rows() {
-        for (x, &c) in v.iter_mut().zip(q) {
-            *x = row[c];
-        }
-        for (i, &vi) in v.iter().enumerate() {
-            if vi != 0.0 {
-                for (gij, &vj) in g[i * k..(i + 1) * k].iter_mut().zip(&v) {
-                    *gij += vi * vj;
-                }
-            }
-        }
+    if let [c] = q {
+        // One column (a Linear's channel): `G` is its squared norm.
+        let g: f64 = w.column(*c).iter().map(|x| x * x).sum();
+        return Ok(0.5 * inv[[0, 0]] * g);
     }
+    let wq = Array2::from_shape_fn((w.nrows(), q.len()), |(r, i)| w[[r, q[i]]]);
+    let g = wq.t().dot(&wq);
     let e: f64 = inv.iter().zip(&g).map(|(a, b)| a * b).sum();
     Ok(0.5 * e)
 }
