@@ -467,20 +467,33 @@ fn obspa_scores(
                     })
                     .collect();
             }
-            let inv = consumers
-                .par_iter()
-                .enumerate()
-                .map(|(i, c)| {
-                    let Some(sums) = collected.hessians.get(&i) else {
-                        return Ok(None);
-                    };
-                    sums.iter()
-                        .map(|s| invert(s, damp))
+            // Each sum is dropped once inverted, so the sums and their inverses are not all in
+            // memory at once (8 d^2 bytes each per consumer).
+            let sums: Vec<(usize, Vec<math::HessianSum>)> = std::mem::take(&mut collected.hessians)
+                .into_iter()
+                .collect();
+            let inverted = sums
+                .into_par_iter()
+                .map(|(i, sums)| {
+                    let inv = sums
+                        .into_iter()
+                        .map(|s| invert(&s, damp))
                         .collect::<Result<Vec<_>, _>>()
-                        .map(Some)
-                        .map_err(|e| failed(format!("node '{}': {e}", graph.node(c.node).label())))
+                        .map_err(|e| {
+                            failed(format!(
+                                "node '{}': {e}",
+                                graph.node(consumers[i].node).label()
+                            ))
+                        })?;
+                    Ok((i, inv))
                 })
                 .collect::<Result<Vec<_>, PassError>>()?;
+            let mut inv: Vec<Option<Vec<Array2<f64>>>> = vec![None; consumers.len()];
+            for (i, h) in inverted {
+                if let Some(slot) = inv.get_mut(i) {
+                    *slot = Some(h);
+                }
+            }
             Some(inv)
         }
     };
