@@ -233,8 +233,12 @@ fn cholesky_block(a: &mut ArrayViewMut2<'_, f64>, offset: usize) -> Result<(), M
 /// right-looking: factor a diagonal block, solve the panel below it, update the trailing matrix
 /// with one product. Only the lower triangle of `h` is read.
 pub fn cholesky(h: &Array2<f64>) -> Result<Array2<f64>, MathError> {
-    let n = h.nrows();
-    let mut a = h.to_owned();
+    cholesky_owned(h.to_owned())
+}
+
+/// [`cholesky`] in the buffer of `a`, which becomes `L` (no copy of a `d x d` matrix).
+pub fn cholesky_owned(mut a: Array2<f64>) -> Result<Array2<f64>, MathError> {
+    let n = a.nrows();
     let mut k = 0;
     while k < n {
         let kb = NB.min(n - k);
@@ -315,8 +319,14 @@ fn lower_inverse(l: &Array2<f64>) -> Array2<f64> {
 /// Inverse of a symmetric positive definite matrix, through its Cholesky factor:
 /// `H^-1 = L^-T L^-1`.
 pub fn spd_inverse(h: &Array2<f64>) -> Result<Array2<f64>, MathError> {
-    let l = cholesky(h)?;
+    Ok(inverse_from_factor(cholesky(h)?))
+}
+
+/// `H^-1 = L^-T L^-1` from the Cholesky factor `L`, which is dropped once `L^-1` is formed: at
+/// most two `d x d` matrices are held at a time.
+pub fn inverse_from_factor(l: Array2<f64>) -> Array2<f64> {
     let m = lower_inverse(&l);
+    drop(l);
     let n = m.nrows();
     // (M^T M)_IJ = M_k..,I^T M_k..,J over k >= max(I, J) (M is lower triangular): block row I
     // of the lower half in one product per block, in parallel; then mirrored.
@@ -341,7 +351,7 @@ pub fn spd_inverse(h: &Array2<f64>) -> Result<Array2<f64>, MathError> {
             out[[i, j]] = out[[j, i]];
         }
     }
-    Ok(out)
+    out
 }
 
 /// Element `(i, j)` of a symmetric matrix read from its lower triangle (the greedy search keeps

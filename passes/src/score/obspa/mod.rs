@@ -477,7 +477,7 @@ fn obspa_scores(
                 .map(|(i, sums)| {
                     let inv = sums
                         .into_iter()
-                        .map(|s| invert(&s, damp))
+                        .map(|s| invert(s, damp))
                         .collect::<Result<Vec<_>, _>>()
                         .map_err(|e| {
                             failed(format!(
@@ -772,12 +772,17 @@ fn attention_scores(
 
 /// Damped inverse Hessian; the damping grows tenfold (up to four times) until `H` is positive
 /// definite.
-fn invert(sum: &math::HessianSum, damp: f64) -> Result<Array2<f64>, math::MathError> {
+fn invert(sum: math::HessianSum, damp: f64) -> Result<Array2<f64>, math::MathError> {
     let mut d = damp;
     let mut last = None;
     for _ in 0..5 {
-        match math::spd_inverse(&sum.hessian(d)) {
-            Ok(h) => return Ok(h),
+        // The damped copy is factored in place; the sum goes once it factors (the inverse is
+        // then formed holding at most two d x d matrices).
+        match math::cholesky_owned(sum.hessian(d)) {
+            Ok(l) => {
+                drop(sum);
+                return Ok(math::inverse_from_factor(l));
+            }
             Err(e) => last = Some(e),
         }
         d = if d > 0.0 { d * 10.0 } else { 1e-6 };
