@@ -59,7 +59,10 @@ def main():
             row["spa_s"] = round(wall, 2)
             row["peak_rss_mb"] = round(rss / 2**20)
             if rc != 0:
-                raise RuntimeError(f"spa-opt exit {rc}: {err.strip().splitlines()[-1][:300] if err.strip() else ''}")
+                why = err.strip().splitlines()[-1][:300] if err.strip() else ""
+                if rc == -9 and not why:
+                    why = "killed by SIGKILL (the kernel's OOM killer, if not a timeout)"
+                raise RuntimeError(f"spa-opt exit {rc}: {why}")
             r = json.load(open(rep))
             if isinstance(r, list):  # several prune passes: from the first one's input to the last one's output
                 r = dict(r[-1], params_before=r[0]["params_before"], flops_before=r[0]["flops_before"])

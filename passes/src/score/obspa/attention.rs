@@ -432,16 +432,22 @@ impl Observer for Recorder<'_> {
             if let Some(k) = nd.outputs.iter().position(|o| *o == Some(site.q.point)) {
                 self.current[i].point = outs.get(k).cloned();
             }
-            if site
+            // The input on the path is recomputed by the measurement: only the others are kept
+            // (the attention probabilities of every head would otherwise be copied once per node
+            // between the score product and `P V`).
+            if let Some(&(_, slot)) = site
                 .q
                 .path
                 .iter()
                 .chain(&site.chain)
-                .any(|&(n, _)| n == node)
+                .find(|&&(n, _)| n == node)
             {
-                self.current[i]
-                    .inputs
-                    .insert(node, ins.iter().map(|x| x.cloned()).collect());
+                let kept = ins
+                    .iter()
+                    .enumerate()
+                    .map(|(k, x)| if k == slot { None } else { x.cloned() })
+                    .collect();
+                self.current[i].inputs.insert(node, kept);
             }
             if node == self.consumer_nodes[i] {
                 let z = ins.first().copied().flatten().cloned();
