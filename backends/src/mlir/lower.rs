@@ -942,27 +942,14 @@ impl Emitter<'_> {
 
     /// Two-operand Einsum without ellipsis or traces: a batched matmul between transposes.
     fn einsum(&mut self, node: &Node) -> R<()> {
-        let eq: String = node
-            .attr_str("equation")
-            .ok_or_else(|| self.unsupported("no equation"))?
-            .chars()
-            .filter(|c| !c.is_whitespace())
-            .collect();
-        let (lhs, out) = eq
-            .split_once("->")
-            .ok_or_else(|| self.unsupported("implicit Einsum output"))?;
-        let terms: Vec<Vec<char>> = lhs.split(',').map(|t| t.chars().collect()).collect();
-        let out: Vec<char> = out.chars().collect();
-        let distinct = |t: &[char]| {
-            t.iter().all(|c| c.is_ascii_alphabetic())
-                && t.iter().enumerate().all(|(i, c)| !t[..i].contains(c))
-        };
-        if terms.len() != 2 || !terms.iter().all(|t| distinct(t)) || !distinct(&out) {
-            return Err(self.unsupported(format!(
-                "Einsum '{eq}': only two operands with distinct letters are lowered"
-            )));
-        }
-        let (ta, tb) = (&terms[0], &terms[1]);
+        let eq = node.attr_str("equation").unwrap_or_default();
+        let [ta, tb, out] = spa_ir::ops::binary_einsum(node).ok_or_else(|| {
+            self.unsupported(format!(
+                "Einsum '{eq}': only two operands with distinct letters and a written-out \
+                 output are lowered"
+            ))
+        })?;
+        let (ta, tb) = (&ta, &tb);
         let av = self.req_input(node, 0)?;
         let bv = self.req_input(node, 1)?;
         let (y, _, ydims) = self.out(node, 0)?;

@@ -596,6 +596,16 @@ pub fn explicit_einsum(node: &Node) -> Option<(Vec<Vec<char>>, Vec<char>)> {
         .then_some((ins, out))
 }
 
+/// A two-operand [`explicit_einsum`] with no label twice in one term: `[a, b, out]` (what a
+/// batched matrix product between transposes can express, traces aside).
+pub fn binary_einsum(node: &Node) -> Option<[Vec<char>; 3]> {
+    let (ins, out) = explicit_einsum(node)?;
+    let [a, b]: [Vec<char>; 2] = ins.try_into().ok()?;
+    let terms = [a, b, out];
+    let distinct = |t: &Vec<char>| t.iter().enumerate().all(|(i, c)| !t[..i].contains(c));
+    terms.iter().all(distinct).then_some(terms)
+}
+
 /// Normalize a list of axes; duplicates are an error.
 pub fn norm_axes(axes: &[i64], rank: usize) -> Result<Vec<usize>, String> {
     let mut out = Vec::with_capacity(axes.len());

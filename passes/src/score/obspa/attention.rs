@@ -28,6 +28,7 @@ pub(super) use crate::transforms::only_user;
 use ndarray::{s, Array2, ArrayD, IxDyn};
 use rayon::prelude::*;
 use spa_ir::interp::{eval_node, Observer, Value};
+use spa_ir::ops::binary_einsum;
 use spa_ir::{Graph, Model, NodeId, ValueId};
 use std::collections::HashMap;
 
@@ -192,7 +193,7 @@ pub(super) fn side(
                     .iter()
                     .flatten()
                     .all(|&i| graph.constant(i).is_none())
-                    && (un.op_type == "MatMul" || einsum_terms(un).is_some()) =>
+                    && (un.op_type == "MatMul" || binary_einsum(un).is_some()) =>
             {
                 let s = Side {
                     node: n,
@@ -211,16 +212,6 @@ pub(super) fn side(
         v = out;
     }
     None
-}
-
-/// The labels of a two-operand `Einsum` with an explicit output, no ellipsis and no label twice
-/// in one term: `[a, b, out]`.
-pub(super) fn einsum_terms(node: &spa_ir::Node) -> Option<[Vec<char>; 3]> {
-    let (ins, out) = spa_ir::ops::explicit_einsum(node)?;
-    let [a, b]: [Vec<char>; 2] = ins.try_into().ok()?;
-    let terms = [a, b, out];
-    let distinct = |t: &Vec<char>| t.iter().enumerate().all(|(i, c)| !t[..i].contains(c));
-    terms.iter().all(distinct).then_some(terms)
 }
 
 /// Whether `a, b -> out` is a batched `Q K^T`: both end in the one contracted label, differ
@@ -296,7 +287,7 @@ pub fn find_sites(
             let (Some(q), Some(k)) = (q, k) else { continue };
             let sn = graph.node(score);
             if sn.op_type == "Einsum"
-                && !(einsum_terms(sn).is_some_and(|t| is_score_einsum(&t))
+                && !(binary_einsum(sn).is_some_and(|t| is_score_einsum(&t))
                     && (0..2).all(|slot| last_axis_is(graph, groups, score, slot, a)))
             {
                 continue;
@@ -944,7 +935,7 @@ mod tests {
     }
 
     fn terms(eq: &str) -> [Vec<char>; 3] {
-        einsum_terms(&einsum_node(eq)).unwrap_or_else(|| panic!("{eq} not parsed"))
+        binary_einsum(&einsum_node(eq)).unwrap_or_else(|| panic!("{eq} not parsed"))
     }
 
     #[test]
@@ -978,7 +969,7 @@ mod tests {
             assert!(!is_mix_einsum(&terms(eq)), "{eq}");
         }
         for eq in ["...id,...jd->...ij", "bid,bjd", "bii,bjd->bij"] {
-            assert!(einsum_terms(&einsum_node(eq)).is_none(), "{eq}");
+            assert!(binary_einsum(&einsum_node(eq)).is_none(), "{eq}");
         }
     }
 }

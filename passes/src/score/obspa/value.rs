@@ -93,7 +93,8 @@ pub fn find_value_sites(
             let pn = graph.node(pv);
             if !attention::last_axis_is(graph, groups, pv, 1, a)
                 || (pn.op_type == "Einsum"
-                    && !attention::einsum_terms(pn).is_some_and(|t| attention::is_mix_einsum(&t)))
+                    && !spa_ir::ops::binary_einsum(pn)
+                        .is_some_and(|t| attention::is_mix_einsum(&t)))
             {
                 continue;
             }
