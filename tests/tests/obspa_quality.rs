@@ -461,3 +461,41 @@ fn fused_qkv_vit_prunes_like_the_separate_one() {
     assert!(same < 1e-4, "fused and separate pruned differently: {same}");
     assert!(kept > split * 1.5, "kept fused {kept} vs split {split}");
 }
+
+#[test]
+fn few_calibration_rows_prune_like_the_dense_inverse() {
+    // 8 synthetic samples into layers of 128 and 96 inputs (fc2, fc3): both inverse Hessians are
+    // kept in low-rank form (Woodbury, `hessian=auto`); `hessian=dense` forms them 128 x 128 and
+    // 96 x 96. The same OBS search and compensation either way.
+    let model = load("dynamic_batch.onnx");
+    let base = "group,score{criterion=obspa,data=synthetic,seed=1,samples=8";
+    let (low, out) =
+        common::run_pipeline_with_output(&model, &format!("{base}}},prune{{ratio=0.5}}"));
+    let low_rank = out
+        .stats
+        .entries
+        .iter()
+        .find(|(_, name, _)| name.starts_with("layer inverse Hessians in low-rank form"))
+        .map(|(_, _, v)| v.clone());
+    assert_eq!(low_rank.as_deref(), Some("2"));
+    let dense = run(
+        &model,
+        &format!("{base},hessian=dense}},prune{{ratio=0.5}}"),
+    );
+    let inputs = vec![vec![(
+        vec![32, 64],
+        DType::F32,
+        normal_inputs(&[32, 64], 7),
+    )]];
+    let dir = tempfile::tempdir().unwrap();
+    let a = outputs(&low, dir.path(), "low.onnx", &inputs);
+    let b = outputs(&dense, dir.path(), "dense.onnx", &inputs);
+    let e = rel_error(&a, &b);
+    assert!(
+        e < 1e-4,
+        "low-rank and dense inverses pruned differently: {e}"
+    );
+    // And the compensation did something: the result differs from plain l2 pruning.
+    let l2 = outputs(&run(&model, L2), dir.path(), "l2.onnx", &inputs);
+    assert!(rel_error(&a, &l2) > 1e-3);
+}

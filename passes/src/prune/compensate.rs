@@ -6,7 +6,7 @@
 
 use super::{keep_map, positions};
 use crate::group::GroupAnalysis;
-use crate::score::obspa::{math, Compensation};
+use crate::score::obspa::Compensation;
 use spa_ir::{AttrValue, DType, Graph, Model, Tensor, ValueDef, ValueId};
 
 /// What was done, for statistics and warnings.
@@ -65,7 +65,7 @@ pub fn apply(
         let fitted: Result<Vec<_>, _> = mats
             .iter()
             .zip(&layer.hinv)
-            .map(|(m, h)| math::compensate(m.view(), h, &q))
+            .map(|(m, h)| h.compensate(m.view(), &q))
             .collect();
         match fitted {
             Ok(f) if f.len() == mats.len() => c.write(&f, &mut w),

@@ -481,6 +481,12 @@ pub static INFO: PassInfo = PassInfo {
             help: "obspa with data: re-base attention heads first (Q/K and V/O head dims, per head; the model computes the same function, its weights change) so that pruning a head dim cuts each head's weakest direction; false keeps the weights as they are and scores Q/K head dims by l2",
         },
         OptionDecl {
+            name: "hessian",
+            kind: OptionKind::Enum(&["auto", "dense"]),
+            default: "auto",
+            help: "obspa with data: auto keeps a layer's inverse Hessian in low-rank form when the layer saw fewer than one calibration row per 8 inputs (exact, by the Woodbury identity: r x d numbers instead of d x d, and no d x d inverse; e.g. VGG's 25,088-input classifier on 16 samples); dense always forms the d x d inverse",
+        },
+        OptionDecl {
             name: "mask",
             kind: OptionKind::Str,
             default: "",

@@ -106,8 +106,12 @@ pub fn collect(
         hessian_of.iter().map(|&i| (consumers[i].node, i)).collect();
     for &i in hessian_of {
         let c = &consumers[i];
-        out.hessians
-            .insert(i, (0..c.subs).map(|_| HessianSum::new(c.cols())).collect());
+        out.hessians.insert(
+            i,
+            (0..c.subs)
+                .map(|_| HessianSum::adaptive(c.cols()))
+                .collect(),
+        );
     }
     let mut watched: HashMap<ValueId, Vec<usize>> = HashMap::new();
     for &(v, k) in watch {
@@ -360,6 +364,11 @@ fn accumulate(
     };
     let cols = c.cols().max(1);
     c.input_rows(x, y_shape, 0, BLOCK, &mut |rows| {
+        if sum.kept_rows().is_some() {
+            // Few rows so far: kept as they are (see `HessianSum::adaptive`).
+            sum.add(rows);
+            return;
+        }
         if rest.is_empty() && rows.nrows() == BLOCK {
             pending.push(rows.to_owned());
         } else {

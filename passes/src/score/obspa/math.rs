@@ -12,6 +12,8 @@ use ndarray::{s, Array2, ArrayView2, ArrayViewMut2, Axis};
 use rayon::prelude::*;
 use thiserror::Error;
 
+pub use super::lowrank::InverseHessian;
+
 #[derive(Debug, Error, PartialEq)]
 pub enum MathError {
     #[error("the Hessian is not positive definite (pivot {pivot}); increase damp")]
@@ -29,13 +31,19 @@ pub enum MathError {
     },
 }
 
-/// Running `X^T X` (and column sums) over batches of layer inputs.
+/// Running `X^T X` (and column sums) over batches of layer inputs. A sum made by
+/// [`HessianSum::adaptive`] keeps the rows themselves while they are few against the width
+/// (`rows * LOW_RANK_RATIO <= dim`); its inverse is then low-rank ([`super::lowrank`]).
 #[derive(Clone, Debug)]
 pub struct HessianSum {
+    /// `X^T X`; empty (`0 x 0`) while the rows are kept.
     pub xtx: Array2<f64>,
     /// Column sums of `X` (for the Hessian of `[X 1]`, a layer with its bias).
     pub colsum: Vec<f64>,
     pub rows: u64,
+    dim: usize,
+    /// The rows (row-major, `rows x dim`) while they are kept.
+    kept: Option<Vec<f32>>,
 }
 
 /// Column sums of `x`, in `f64`.
@@ -47,17 +55,63 @@ pub fn column_sums(x: ArrayView2<'_, f32>) -> Vec<f64> {
     s
 }
 
+/// Rows per Gram product when kept rows become a sum.
+const GRAM_ROWS: usize = 512;
+
 impl HessianSum {
+    /// A dense sum (`dim x dim`).
     pub fn new(dim: usize) -> HessianSum {
         HessianSum {
             xtx: Array2::zeros((dim, dim)),
             colsum: vec![0.0; dim],
             rows: 0,
+            dim,
+            kept: None,
+        }
+    }
+
+    /// A sum that keeps its rows while they are few (and allocates nothing `dim x dim` until
+    /// then).
+    pub fn adaptive(dim: usize) -> HessianSum {
+        HessianSum {
+            xtx: Array2::zeros((0, 0)),
+            colsum: vec![0.0; dim],
+            rows: 0,
+            dim,
+            kept: Some(Vec::new()),
         }
     }
 
     pub fn dim(&self) -> usize {
-        self.xtx.nrows()
+        self.dim
+    }
+
+    /// The rows, while they are kept (`rows x dim`).
+    pub fn kept_rows(&self) -> Option<ArrayView2<'_, f32>> {
+        let k = self.kept.as_ref()?;
+        ArrayView2::from_shape((k.len() / self.dim.max(1), self.dim), k).ok()
+    }
+
+    /// Turn kept rows into `X^T X` (products of [`GRAM_ROWS`] rows formed in `f32`, summed in
+    /// `f64`, as [`HessianSum::add`] does).
+    pub fn densify(&mut self) {
+        let Some(k) = self.kept.take() else {
+            return;
+        };
+        let d = self.dim;
+        let mut xtx = Array2::<f64>::zeros((d, d));
+        if let Ok(x) = ArrayView2::from_shape((k.len() / d.max(1), d), &k) {
+            let grams: Vec<Array2<f32>> = x
+                .axis_chunks_iter(Axis(0), GRAM_ROWS)
+                .collect::<Vec<_>>()
+                .into_par_iter()
+                .map(gram)
+                .collect();
+            for g in grams {
+                xtx.zip_mut_with(&g, |a, &b| *a += b as f64);
+            }
+        }
+        self.xtx = xtx;
     }
 
     /// Add the rows of `x` (`n x dim`). The product is formed in `f32` (one block of rows at a
@@ -66,11 +120,24 @@ impl HessianSum {
         if x.ncols() != self.dim() || x.nrows() == 0 {
             return;
         }
+        if let Some(k) = &mut self.kept {
+            k.extend(x.iter());
+            self.colsum
+                .iter_mut()
+                .zip(column_sums(x))
+                .for_each(|(a, b)| *a += b);
+            self.rows += x.nrows() as u64;
+            if self.rows * super::lowrank::LOW_RANK_RATIO > self.dim as u64 {
+                self.densify();
+            }
+            return;
+        }
         self.add_gram(&gram(x), &column_sums(x), x.nrows() as u64);
     }
 
     /// Add a precomputed `X^T X` and column sums of `rows` rows.
     pub fn add_gram(&mut self, g: &Array2<f32>, colsum: &[f64], rows: u64) {
+        self.densify();
         if g.dim() == self.xtx.dim() && colsum.len() == self.colsum.len() {
             self.xtx.zip_mut_with(g, |a, &b| *a += b as f64);
             self.colsum
@@ -83,13 +150,30 @@ impl HessianSum {
 
     /// Merge another partial sum (from another thread).
     pub fn merge(&mut self, other: &HessianSum) {
-        if other.dim() == self.dim() {
-            self.xtx += &other.xtx;
-            self.colsum
-                .iter_mut()
-                .zip(&other.colsum)
-                .for_each(|(a, b)| *a += b);
-            self.rows += other.rows;
+        if other.dim() != self.dim() {
+            return;
+        }
+        if let Some(x) = other.kept_rows() {
+            self.add(x);
+            return;
+        }
+        self.densify();
+        self.xtx += &other.xtx;
+        self.colsum
+            .iter_mut()
+            .zip(&other.colsum)
+            .for_each(|(a, b)| *a += b);
+        self.rows += other.rows;
+    }
+
+    /// `X^T X`, formed from the kept rows if need be.
+    fn xtx(&self) -> std::borrow::Cow<'_, Array2<f64>> {
+        match self.kept_rows() {
+            Some(x) => {
+                let x = x.mapv(|v| v as f64);
+                std::borrow::Cow::Owned(x.t().dot(&x))
+            }
+            None => std::borrow::Cow::Borrowed(&self.xtx),
         }
     }
 
@@ -100,7 +184,7 @@ impl HessianSum {
         let n = self.rows.max(1) as f64;
         let mut h = Array2::zeros((d + 1, d + 1));
         h.slice_mut(ndarray::s![..d, ..d])
-            .assign(&self.xtx.mapv(|v| 2.0 * v / n));
+            .assign(&self.xtx().mapv(|v| 2.0 * v / n));
         for (j, &c) in self.colsum.iter().enumerate() {
             h[(j, d)] = 2.0 * c / n;
             h[(d, j)] = 2.0 * c / n;
@@ -111,13 +195,22 @@ impl HessianSum {
 
     /// `tr(W H W^T)` for the undamped `H = 2/N X^T X`, without forming `H`.
     pub fn output_energy(&self, w: &Array2<f64>) -> f64 {
-        2.0 * output_energy(w, &self.xtx) / self.rows.max(1) as f64
+        let n = self.rows.max(1) as f64;
+        if let Some(x) = self.kept_rows() {
+            // 2/N ||X W^T||^2.
+            if w.ncols() != self.dim {
+                return 0.0;
+            }
+            let y = x.mapv(|v| v as f64).dot(&w.t());
+            return 2.0 * y.iter().map(|v| v * v).sum::<f64>() / n;
+        }
+        2.0 * output_energy(w, &self.xtx) / n
     }
 
     /// `H = 2/N X^T X`, damped: `H += damp * mean(diag H) * I` (an all-zero diagonal gets `damp`).
     pub fn hessian(&self, damp: f64) -> Array2<f64> {
         let n = self.rows.max(1) as f64;
-        let mut h = self.xtx.mapv(|v| 2.0 * v / n);
+        let mut h = self.xtx().mapv(|v| 2.0 * v / n);
         let d = h.nrows().max(1) as f64;
         let mean = h.diag().sum() / d;
         let add = if mean > 0.0 {
@@ -280,7 +373,7 @@ pub fn cholesky_owned(mut a: Array2<f64>) -> Result<Array2<f64>, MathError> {
 
 /// Inverse of a lower-triangular matrix, blocked: `M_ii = L_ii^-1`, and block row `i` of the
 /// strictly lower part is `-M_ii (L_i,<i M_<i,<i)`.
-fn lower_inverse(l: &Array2<f64>) -> Array2<f64> {
+pub(crate) fn lower_inverse(l: &Array2<f64>) -> Array2<f64> {
     let n = l.nrows();
     let mut m = Array2::<f64>::zeros((n, n));
     let mut i = 0;
@@ -365,7 +458,7 @@ fn lower_at(a: &Array2<f64>, i: usize, j: usize) -> f64 {
 }
 
 /// The `q x q` block of a symmetric `a` at rows and columns `q`, read from the lower triangle.
-fn block(a: &Array2<f64>, q: &[usize]) -> Array2<f64> {
+pub(crate) fn block(a: &Array2<f64>, q: &[usize]) -> Array2<f64> {
     Array2::from_shape_fn((q.len(), q.len()), |(i, j)| lower_at(a, q[i], q[j]))
 }
 
@@ -418,21 +511,49 @@ pub fn saliency(w: ArrayView2<'_, f64>, hinv: &Array2<f64>, q: &[usize]) -> Resu
     if q.is_empty() {
         return Ok(0.0);
     }
-    let inv = small_spd_inverse(&block(hinv, q))?;
+    saliency_of_block(w, &block(hinv, q), q)
+}
+
+/// [`saliency`] given the block `Hinv_QQ`.
+pub(crate) fn saliency_of_block(
+    w: ArrayView2<'_, f64>,
+    hqq: &Array2<f64>,
+    q: &[usize],
+) -> Result<f64, MathError> {
+    if q.is_empty() {
+        return Ok(0.0);
+    }
+    let inv = small_spd_inverse(hqq)?;
     if let [c] = q {
         // One column (a Linear's channel): `G` is its squared norm.
         let g: f64 = w.column(*c).iter().map(|x| x * x).sum();
         return Ok(0.5 * inv[[0, 0]] * g);
     }
-    let wq = Array2::from_shape_fn((w.nrows(), q.len()), |(r, i)| w[[r, q[i]]]);
+    let wq = columns(w.view(), q);
     let g = wq.t().dot(&wq);
     let e: f64 = inv.iter().zip(&g).map(|(a, b)| a * b).sum();
     Ok(0.5 * e)
 }
 
+/// The columns `q` of `w` (`rows x q`), gathered row by row; a run of consecutive columns (a
+/// convolution channel's kernel) is one slice copy.
+pub(crate) fn columns(w: ArrayView2<'_, f64>, q: &[usize]) -> Array2<f64> {
+    let mut out = Array2::<f64>::zeros((w.nrows(), q.len()));
+    let consecutive = q.windows(2).all(|p| p[1] == p[0] + 1);
+    for (mut dst, src) in out.rows_mut().into_iter().zip(w.rows()) {
+        match (dst.as_slice_mut(), src.as_slice(), q.first()) {
+            (Some(d), Some(s), Some(&first)) if consecutive && first + q.len() <= s.len() => {
+                d.copy_from_slice(&s[first..first + q.len()]);
+            }
+            _ => dst.iter_mut().zip(q).for_each(|(d, &c)| *d = src[c]),
+        }
+    }
+    out
+}
+
 /// Inverse of a small symmetric positive definite block; removed-and-restored columns can leave
 /// it numerically singular, in which case it is jittered once.
-fn small_spd_inverse(a: &Array2<f64>) -> Result<Array2<f64>, MathError> {
+pub(crate) fn small_spd_inverse(a: &Array2<f64>) -> Result<Array2<f64>, MathError> {
     spd_inverse(a).or_else(|_| {
         let q = a.nrows().max(1) as f64;
         let jitter = 1e-10 * (a.diag().sum().abs() / q).max(1e-300);
@@ -454,7 +575,7 @@ pub fn remove(w: &mut Array2<f64>, hinv: &mut Array2<f64>, q: &[usize]) -> Resul
     // K = Hinv_QQ^-1 Hinv_Q,:  (q x cols)
     let hq = Array2::from_shape_fn((q.len(), hinv.ncols()), |(i, c)| lower_at(hinv, q[i], c));
     let k = small_spd_inverse(&hqq)?.dot(&hq);
-    let wq = Array2::from_shape_fn((w.nrows(), q.len()), |(r, i)| w[[r, q[i]]]);
+    let wq = columns(w.view(), q);
     // dW = -W_:,Q K;  Hinv -= Hinv_:,Q K (Hinv is symmetric: Hinv_:,Q = Hinv_Q,:^T), lower
     // triangle only.
     par_gemm(-1.0, &wq.view(), &k.view(), 1.0, &mut w.view_mut());
@@ -472,16 +593,16 @@ pub fn remove(w: &mut Array2<f64>, hinv: &mut Array2<f64>, q: &[usize]) -> Resul
 #[derive(Clone, Debug)]
 pub struct Layer {
     pub w: Array2<f64>,
-    pub hinv: Array2<f64>,
+    pub hinv: InverseHessian,
     pub blocks: Vec<Vec<usize>>,
 }
 
 impl Layer {
-    /// Drop the removed columns (zero diagonal in `hinv`) from `w`, `hinv` and the channel
-    /// blocks once they are a quarter of the matrix, so later downdates cost the kept size only.
+    /// Drop the removed columns from `w`, `hinv` and the channel blocks once they are a quarter
+    /// of the matrix, so later downdates cost the kept size only.
     fn compact_if_sparse(&mut self) {
-        let n = self.hinv.nrows();
-        let keep: Vec<usize> = (0..n).filter(|&c| self.hinv[[c, c]] != 0.0).collect();
+        let n = self.hinv.dim();
+        let keep: Vec<usize> = (0..n).filter(|&c| self.hinv.is_alive(c)).collect();
         if (n - keep.len()) * 4 < n {
             return;
         }
@@ -490,7 +611,7 @@ impl Layer {
             index[c] = i;
         }
         self.w = Array2::from_shape_fn((self.w.nrows(), keep.len()), |(r, i)| self.w[[r, keep[i]]]);
-        self.hinv = block(&self.hinv, &keep);
+        self.hinv.select(&keep);
         for b in &mut self.blocks {
             b.retain(|&c| index[c] != usize::MAX);
             b.iter_mut().for_each(|c| *c = index[*c]);
@@ -521,7 +642,7 @@ pub fn greedy_scores(
             .par_iter()
             .map(|&c| {
                 layers.iter().try_fold(0.0, |acc, l| match l.blocks.get(c) {
-                    Some(q) if !q.is_empty() => Ok(acc + saliency(l.w.view(), &l.hinv, q)?),
+                    Some(q) if !q.is_empty() => Ok(acc + l.hinv.saliency(l.w.view(), q)?),
                     _ => Ok(acc),
                 })
             })
@@ -545,7 +666,7 @@ pub fn greedy_scores(
                     .flatten()
                     .copied()
                     .collect();
-                let e = remove(&mut l.w, &mut l.hinv, &q)?;
+                let e = l.hinv.remove(&mut l.w, &q)?;
                 l.compact_if_sparse();
                 Ok(e)
             })
@@ -581,7 +702,7 @@ pub fn compensate(
         cholesky(&a)
     })?;
     let m = lower_inverse(&l);
-    let wq = Array2::from_shape_fn((w.nrows(), q.len()), |(r, i)| w[[r, q[i]]]);
+    let wq = columns(w.view(), q);
     // X = W_:,Q M^T M  (rows x |Q|).
     let mut t = Array2::<f64>::zeros((w.nrows(), q.len()));
     par_gemm(1.0, &wq.view(), &m.t(), 0.0, &mut t.view_mut());
@@ -596,11 +717,11 @@ pub fn compensate(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Deterministic pseudo-normal matrix.
-    fn randn(rows: usize, cols: usize, seed: u64) -> Array2<f64> {
+    pub(crate) fn randn(rows: usize, cols: usize, seed: u64) -> Array2<f64> {
         let mut s = seed;
         let mut next = || {
             s = s
@@ -611,7 +732,7 @@ mod tests {
         Array2::from_shape_fn((rows, cols), |_| (0..4).map(|_| next()).sum::<f64>())
     }
 
-    fn rel(a: &Array2<f64>, b: &Array2<f64>) -> f64 {
+    pub(crate) fn rel(a: &Array2<f64>, b: &Array2<f64>) -> f64 {
         let d = (a - b).mapv(|x| x * x).sum().sqrt();
         d / b.mapv(|x| x * x).sum().sqrt().max(1e-300)
     }
@@ -764,12 +885,12 @@ mod tests {
         let mut layers = vec![
             Layer {
                 w: w1.clone(),
-                hinv: layer_hinv(&x1),
+                hinv: InverseHessian::Dense(layer_hinv(&x1)),
                 blocks: blocks.clone(),
             },
             Layer {
                 w: w2.clone(),
-                hinv: layer_hinv(&x2),
+                hinv: InverseHessian::Dense(layer_hinv(&x2)),
                 blocks,
             },
         ];
@@ -787,13 +908,13 @@ mod tests {
             .collect();
         let joint: f64 = layers
             .iter()
-            .map(|l| saliency(l.w.view(), &l.hinv, &q).unwrap())
+            .map(|l| l.hinv.saliency(l.w.view(), &q).unwrap())
             .sum();
         let first: f64 = layers
             .iter()
             .map(|l| {
                 let c = order[0];
-                saliency(l.w.view(), &l.hinv, &[2 * c, 2 * c + 1]).unwrap()
+                l.hinv.saliency(l.w.view(), &[2 * c, 2 * c + 1]).unwrap()
             })
             .sum();
         assert!((scores[order[0]] - first).abs() < 1e-9 * first.max(1e-12));

@@ -23,6 +23,7 @@
 pub mod attention;
 pub mod collect;
 pub mod layer;
+pub mod lowrank;
 pub mod math;
 pub mod value;
 
@@ -35,6 +36,7 @@ use crate::manager::PassContext;
 use crate::options::Options;
 use crate::registry::Pass;
 use layer::{Consumer, LayerKind};
+use lowrank::{InverseHessian, LowRank};
 use math::HessianSum;
 use ndarray::Array2;
 use rayon::prelude::*;
@@ -64,7 +66,7 @@ pub struct Compensation {
 pub struct CompensatedLayer {
     pub consumer: Consumer,
     /// One per sub-layer.
-    pub hinv: Vec<Array2<f64>>,
+    pub hinv: Vec<InverseHessian>,
 }
 
 impl Analysis for Compensation {
@@ -86,6 +88,8 @@ pub struct DataScore {
     pub rebase: bool,
     /// The graph input whose zeros mark padding positions (left out of the statistics).
     pub mask: String,
+    /// Inverse Hessians of layers with few calibration rows in low-rank form ([`lowrank`]).
+    pub low_rank: bool,
 }
 
 fn failed(message: impl Into<String>) -> PassError {
@@ -131,6 +135,7 @@ pub fn create(opts: &Options, normalize: Normalize) -> Result<Option<Box<dyn Pas
         normalize,
         rebase: opts.bool("rebase"),
         mask: opts.str("mask").to_string(),
+        low_rank: opts.str("hessian") != "dense",
     })))
 }
 
@@ -148,9 +153,12 @@ impl Pass for DataScore {
                     model,
                     &groups,
                     batch.as_ref(),
-                    self.damp,
-                    self.normalize == Normalize::Relative,
-                    self.rebase,
+                    Settings {
+                        damp: self.damp,
+                        relative: self.normalize == Normalize::Relative,
+                        rebase: self.rebase,
+                        low_rank: self.low_rank,
+                    },
                     mask,
                 )?;
                 // The Q/K and V/O bases the scores are in (the same function).
@@ -263,15 +271,29 @@ struct ObspaOut {
     warnings: Vec<String>,
 }
 
+/// The options of [`obspa_scores`].
+#[derive(Clone, Copy, Debug)]
+struct Settings {
+    damp: f64,
+    /// `normalize=relative`.
+    relative: bool,
+    rebase: bool,
+    low_rank: bool,
+}
+
 fn obspa_scores(
     model: &Model,
     groups: &GroupAnalysis,
     batch: Option<&calib::CalibBatch>,
-    damp: f64,
-    relative: bool,
-    rebase: bool,
+    settings: Settings,
     mask: Option<ValueId>,
 ) -> Result<ObspaOut, PassError> {
+    let Settings {
+        damp,
+        relative,
+        rebase,
+        low_rank,
+    } = settings;
     let graph = &model.graph;
     let consumers = layer::find_consumers(model, groups);
     // The consumers of each prunable space, with the columns of each channel.
@@ -389,8 +411,9 @@ fn obspa_scores(
     let mut rotations: Vec<Rotation> = Vec::new();
     let mut warnings: Vec<String> = Vec::new();
     let mut projection_hessians: HashMap<usize, HessianSum> = HashMap::new();
+    let mut low_rank_layers = 0;
     // Inverse Hessians (none for data=none).
-    let hinv: Option<Vec<Option<Vec<Array2<f64>>>>> = match batch {
+    let hinv: Option<Vec<Option<Vec<InverseHessian>>>> = match batch {
         None => None,
         Some(batch) => {
             let mut energy_of: Vec<ValueId> =
@@ -469,9 +492,18 @@ fn obspa_scores(
             }
             // Each sum is dropped once inverted, so the sums and their inverses are not all in
             // memory at once (8 d^2 bytes each per consumer).
-            let sums: Vec<(usize, Vec<math::HessianSum>)> = std::mem::take(&mut collected.hessians)
-                .into_iter()
-                .collect();
+            let mut sums: Vec<(usize, Vec<math::HessianSum>)> =
+                std::mem::take(&mut collected.hessians)
+                    .into_iter()
+                    .collect();
+            for (_, s) in &mut sums {
+                for s in s {
+                    if !low_rank {
+                        s.densify();
+                    }
+                    low_rank_layers += usize::from(s.kept_rows().is_some());
+                }
+            }
             let inverted = sums
                 .into_par_iter()
                 .map(|(i, sums)| {
@@ -488,7 +520,7 @@ fn obspa_scores(
                     Ok((i, inv))
                 })
                 .collect::<Result<Vec<_>, PassError>>()?;
-            let mut inv: Vec<Option<Vec<Array2<f64>>>> = vec![None; consumers.len()];
+            let mut inv: Vec<Option<Vec<InverseHessian>>> = vec![None; consumers.len()];
             for (i, h) in inverted {
                 if let Some(slot) = inv.get_mut(i) {
                     *slot = Some(h);
@@ -514,7 +546,7 @@ fn obspa_scores(
                             Some(h) => h.clone(),
                             None => continue,
                         },
-                        None => Array2::eye(w.ncols()),
+                        None => InverseHessian::LowRank(LowRank::identity(w.ncols())),
                     };
                     total_energy += e.unwrap_or(0.0);
                     layers.push(math::Layer {
@@ -596,6 +628,10 @@ fn obspa_scores(
         ),
         ("attention V/O head dims re-based per head", unrotated.len()),
         (
+            "layer inverse Hessians in low-rank form (few rows)",
+            low_rank_layers,
+        ),
+        (
             "groups scored by l2 (no consumer or pinned)",
             groups.spaces.len() - scored - site_out.scores.len(),
         ),
@@ -632,6 +668,8 @@ fn rebase_values(
 ) -> Result<(Array2<f64>, Vec<Rotation>), String> {
     let graph = &model.graph;
     let read = |v: ValueId| read_f32(graph, v);
+    // The basis and the transform read and rewrite `X^T X` itself.
+    sum.densify();
     let basis = value::value_basis(site, sum, w).map_err(|e| e.to_string())?;
     let mut rot = Vec::new();
     for v in std::iter::once(site.v.weight).chain(site.v.bias) {
@@ -772,16 +810,26 @@ fn attention_scores(
 
 /// Damped inverse Hessian; the damping grows tenfold (up to four times) until `H` is positive
 /// definite.
-fn invert(sum: math::HessianSum, damp: f64) -> Result<Array2<f64>, math::MathError> {
+fn invert(sum: math::HessianSum, damp: f64) -> Result<InverseHessian, math::MathError> {
     let mut d = damp;
     let mut last = None;
+    if let Some(x) = sum.kept_rows() {
+        for _ in 0..5 {
+            match LowRank::new(x, sum.rows, d) {
+                Ok(l) => return Ok(InverseHessian::LowRank(l)),
+                Err(e) => last = Some(e),
+            }
+            d = if d > 0.0 { d * 10.0 } else { 1e-6 };
+        }
+        return Err(last.unwrap_or(math::MathError::NotPositiveDefinite { pivot: 0 }));
+    }
     for _ in 0..5 {
         // The damped copy is factored in place; the sum goes once it factors (the inverse is
         // then formed holding at most two d x d matrices).
         match math::cholesky_owned(sum.hessian(d)) {
             Ok(l) => {
                 drop(sum);
-                return Ok(math::inverse_from_factor(l));
+                return Ok(InverseHessian::Dense(math::inverse_from_factor(l)));
             }
             Err(e) => last = Some(e),
         }
