@@ -57,7 +57,8 @@ def main():
             rc, err, wall, rss = spa([path, "--pass=" + args.pipeline, "--report", rep, "-o", out, "-q"],
                                      timeout=args.timeout)
             row["spa_s"] = round(wall, 2)
-            row["peak_rss_mb"] = round(rss / 2**20)
+            if rss > 0:  # none when GNU time could not write it (the run was killed)
+                row["peak_rss_mb"] = round(rss / 2**20)
             if rc != 0:
                 why = err.strip().splitlines()[-1][:300] if err.strip() else ""
                 if rc == -9 and not why:
