@@ -13,10 +13,11 @@ use super::math::{self, par_gemm, MathError};
 use ndarray::{Array2, ArrayView2, Axis};
 
 /// A Hessian sum keeps its rows (and its inverse is low-rank) while `rows * LOW_RANK_RATIO <=
-/// dim`. A greedy step costs about `2 r^2 d` against `d^3 / 128`-ish per step for the dense form
-/// (a dense inverse and its downdates over at most 128 steps), so the low-rank form is faster
-/// below about `d / 11` rows; at `d / 8` it costs about the same and holds `d^2 / 2` bytes of rows
-/// instead of `8 d^2`.
+/// dim`. Over a greedy search of at most 128 steps the low-rank form costs about `128 * 2 r^2 d`
+/// (recomputing `P` each step), the dense one about `1.7 d^3` (the inverse, then the downdates),
+/// so low-rank is faster below about `d / 12` rows and costs about as much at `d / 8`, where its
+/// rows take `d^2 / 2` bytes against the dense sum's `8 d^2`. The ratio is this estimate, not a
+/// measured sweep.
 pub const LOW_RANK_RATIO: u64 = 8;
 
 /// `H^-1 = (I - P^T P) / lambda` for `H = U^T U + lambda I`.
