@@ -107,7 +107,7 @@ impl LowRank {
 
     /// `Hinv_QQ = (I - P_Q^T P_Q) / lambda`.
     pub fn block(&self, q: &[usize]) -> Array2<f64> {
-        let pq = self.p.select(Axis(1), q);
+        let pq = math::columns(self.p.view(), q);
         let mut b = Array2::<f64>::eye(q.len());
         par_gemm(-1.0, &pq.t(), &pq.view(), 1.0, &mut b.view_mut());
         b / self.lambda
@@ -116,7 +116,7 @@ impl LowRank {
     /// `Hinv_Q,: = (E_Q - P_Q^T P) / lambda` (`q x d`).
     #[cfg(test)]
     fn rows(&self, q: &[usize]) -> Array2<f64> {
-        let pq = self.p.select(Axis(1), q);
+        let pq = math::columns(self.p.view(), q);
         let mut out = Array2::<f64>::zeros((q.len(), self.dim()));
         for (i, &c) in q.iter().enumerate() {
             out[[i, c]] = 1.0;
@@ -138,7 +138,7 @@ impl LowRank {
         // term only touches the removed columns (zeroed below), the second is of rank r, so the
         // update costs `rows r d` rather than `rows q d`.
         let t = math::columns(w.view(), q).dot(&math::small_spd_inverse(&b)?) / self.lambda;
-        let tp = t.dot(&self.p.select(Axis(1), q).t());
+        let tp = t.dot(&math::columns(self.p.view(), q).t());
         par_gemm(1.0, &tp.view(), &self.p.view(), 1.0, &mut w.view_mut());
         for &c in q {
             w.column_mut(c).fill(0.0);
@@ -168,14 +168,14 @@ impl LowRank {
             }
             return Ok(out);
         }
-        let uq = self.u.select(Axis(1), q);
+        let uq = math::columns(self.u.view(), q);
         let mut uk = self.u.clone();
         for &c in q {
             uk.column_mut(c).fill(0.0);
         }
         let minv = math::spd_inverse(&self.small(&uk))?;
         // R = W_Q U_Q^T (rows x r), then R M_K^-1.
-        let wq = w.select(Axis(1), q);
+        let wq = math::columns(w, q);
         let mut rq = Array2::<f64>::zeros((w.nrows(), self.rank()));
         par_gemm(1.0, &wq.view(), &uq.t(), 0.0, &mut rq.view_mut());
         let t = rq.dot(&minv);

@@ -811,26 +811,27 @@ fn attention_scores(
 /// Damped inverse Hessian; the damping grows tenfold (up to four times) until `H` is positive
 /// definite.
 fn invert(sum: math::HessianSum, damp: f64) -> Result<InverseHessian, math::MathError> {
+    if let Some(x) = sum.kept_rows() {
+        return escalating(damp, |d| LowRank::new(x, sum.rows, d)).map(InverseHessian::LowRank);
+    }
+    // The damped copy is factored in place; the sum goes once it factors (the inverse is then
+    // formed holding at most two d x d matrices).
+    let l = escalating(damp, |d| math::cholesky_owned(sum.hessian(d)))?;
+    drop(sum);
+    Ok(InverseHessian::Dense(math::inverse_from_factor(l)))
+}
+
+/// `f(damp)`, retried with the damping ten times larger (from `1e-6` if it was 0) up to four
+/// times while it fails.
+fn escalating<T>(
+    damp: f64,
+    mut f: impl FnMut(f64) -> Result<T, math::MathError>,
+) -> Result<T, math::MathError> {
     let mut d = damp;
     let mut last = None;
-    if let Some(x) = sum.kept_rows() {
-        for _ in 0..5 {
-            match LowRank::new(x, sum.rows, d) {
-                Ok(l) => return Ok(InverseHessian::LowRank(l)),
-                Err(e) => last = Some(e),
-            }
-            d = if d > 0.0 { d * 10.0 } else { 1e-6 };
-        }
-        return Err(last.unwrap_or(math::MathError::NotPositiveDefinite { pivot: 0 }));
-    }
     for _ in 0..5 {
-        // The damped copy is factored in place; the sum goes once it factors (the inverse is
-        // then formed holding at most two d x d matrices).
-        match math::cholesky_owned(sum.hessian(d)) {
-            Ok(l) => {
-                drop(sum);
-                return Ok(InverseHessian::Dense(math::inverse_from_factor(l)));
-            }
+        match f(d) {
+            Ok(v) => return Ok(v),
             Err(e) => last = Some(e),
         }
         d = if d > 0.0 { d * 10.0 } else { 1e-6 };
