@@ -228,6 +228,24 @@ impl InverseHessian {
         }
     }
 
+    /// [`InverseHessian::saliency`] of the one column `c`, given its squared norm `g` in the
+    /// weights (from [`math::column_norms`]).
+    pub fn column_saliency(&self, c: usize, g: f64) -> Result<f64, MathError> {
+        let dim = self.dim();
+        if c >= dim {
+            return Err(MathError::Shape {
+                rows: 1,
+                cols: c + 1,
+                dim,
+            });
+        }
+        let h = match self {
+            InverseHessian::Dense(h) => h[[c, c]],
+            InverseHessian::LowRank(l) => l.block(&[c])[[0, 0]],
+        };
+        math::saliency_of_column(g, h)
+    }
+
     /// See [`math::remove`].
     pub fn remove(&mut self, w: &mut Array2<f64>, q: &[usize]) -> Result<f64, MathError> {
         match self {

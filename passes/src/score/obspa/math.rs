@@ -523,16 +523,49 @@ pub(crate) fn saliency_of_block(
     if q.is_empty() {
         return Ok(0.0);
     }
-    let inv = small_spd_inverse(hqq)?;
     if let [c] = q {
         // One column (a Linear's channel): `G` is its squared norm.
         let g: f64 = w.column(*c).iter().map(|x| x * x).sum();
-        return Ok(0.5 * inv[[0, 0]] * g);
+        return saliency_of_column(g, hqq[[0, 0]]);
     }
+    let inv = small_spd_inverse(hqq)?;
     let wq = columns(w.view(), q);
     let g = wq.t().dot(&wq);
     let e: f64 = inv.iter().zip(&g).map(|(a, b)| a * b).sum();
     Ok(0.5 * e)
+}
+
+/// [`saliency`] of one column given its squared norm `g` and `Hinv_cc = h`: `g / (2 h)`, with
+/// `1 / h` computed as the `1 x 1` [`small_spd_inverse`] computes it (bit for bit), so a greedy
+/// step that takes norms from [`column_norms`] scores exactly as one that gathers each column.
+pub(crate) fn saliency_of_column(g: f64, h: f64) -> Result<f64, MathError> {
+    let inv = if h > 0.0 && h.is_finite() {
+        let m = 1.0 / h.sqrt();
+        m * m
+    } else {
+        small_spd_inverse(&Array2::from_elem((1, 1), h))?[[0, 0]]
+    };
+    Ok(0.5 * inv * g)
+}
+
+/// The squared norm of every column of `w` (row-major) in one pass over its rows: a column of
+/// a wide matrix read on its own touches one cache line (and often one page) per element. Each
+/// column's sum runs over the rows in order, as `w.column(c)` would.
+pub(crate) fn column_norms(w: ArrayView2<'_, f64>) -> Vec<f64> {
+    let cols = w.ncols();
+    // Column chunks in parallel; each chunk walks the rows in order.
+    let chunk = cols
+        .div_ceil(rayon::current_num_threads().max(1) * 4)
+        .max(256);
+    let mut out = vec![0.0; cols];
+    out.par_chunks_mut(chunk).enumerate().for_each(|(k, acc)| {
+        let start = k * chunk;
+        for row in w.rows() {
+            let row = row.slice_move(s![start..start + acc.len()]);
+            acc.iter_mut().zip(row).for_each(|(a, x)| *a += x * x);
+        }
+    });
+    out
 }
 
 /// The columns `q` of `w` (`rows x q`), gathered row by row; a run of consecutive columns (a
@@ -638,12 +671,27 @@ pub fn greedy_scores(
     let batch = channels.div_ceil(max_steps.max(1)).max(1);
     let mut total = 0.0;
     while !alive.is_empty() {
+        // Layers whose channels are single columns (Linear inputs): every column's squared
+        // norm in one pass over the weights, rather than one strided column read per channel.
+        let norms: Vec<Option<Vec<f64>>> = layers
+            .par_iter()
+            .map(|l| {
+                (l.blocks.iter().any(|q| q.len() == 1) && l.w.ncols() == l.hinv.dim())
+                    .then(|| column_norms(l.w.view()))
+            })
+            .collect();
         let sal: Vec<f64> = alive
             .par_iter()
             .map(|&c| {
-                layers.iter().try_fold(0.0, |acc, l| match l.blocks.get(c) {
-                    Some(q) if !q.is_empty() => Ok(acc + l.hinv.saliency(l.w.view(), q)?),
-                    _ => Ok(acc),
+                layers.iter().zip(&norms).try_fold(0.0, |acc, (l, norms)| {
+                    match (l.blocks.get(c), norms) {
+                        (Some(q), Some(norms)) if q.len() == 1 => {
+                            let g = norms.get(q[0]).copied().unwrap_or(0.0);
+                            Ok(acc + l.hinv.column_saliency(q[0], g)?)
+                        }
+                        (Some(q), _) if !q.is_empty() => Ok(acc + l.hinv.saliency(l.w.view(), q)?),
+                        _ => Ok(acc),
+                    }
                 })
             })
             .collect::<Result<_, MathError>>()?;
@@ -757,6 +805,31 @@ pub(crate) mod tests {
         // Exact (f64) sum for the algebra tests.
         acc.xtx = x.t().dot(x);
         spd_inverse(&acc.hessian(0.0)).unwrap()
+    }
+
+    #[test]
+    fn one_column_saliency_from_norms_is_the_gathered_one_bit_for_bit() {
+        // Wide enough for several parallel column chunks.
+        let w = randn(37, 1500, 11);
+        let norms = column_norms(w.view());
+        for (c, n) in norms.iter().enumerate() {
+            let direct: f64 = w.column(c).iter().map(|x| x * x).sum();
+            assert_eq!(n.to_bits(), direct.to_bits(), "column {c}");
+        }
+        for (i, h) in [1.0, 0.3, 7.25e-9, 3.1e7, 0.1 + 0.2, 1.0 / 3.0, 0.0]
+            .into_iter()
+            .enumerate()
+        {
+            let g = norms[i];
+            let inv = small_spd_inverse(&Array2::from_elem((1, 1), h)).unwrap()[[0, 0]];
+            let old = 0.5 * inv * g;
+            assert_eq!(
+                saliency_of_column(g, h).unwrap().to_bits(),
+                old.to_bits(),
+                "h {h}"
+            );
+        }
+        assert!(saliency_of_column(1.0, -2.0).is_err());
     }
 
     #[test]
