@@ -484,7 +484,7 @@ pub static INFO: PassInfo = PassInfo {
             name: "hessian",
             kind: OptionKind::Enum(&["auto", "dense"]),
             default: "auto",
-            help: "obspa with data: auto keeps a layer's inverse Hessian in low-rank form when the layer saw fewer than one calibration row per 8 inputs (exact, by the Woodbury identity: r x d numbers instead of d x d, and no d x d inverse; e.g. VGG's 25,088-input classifier on 16 samples); dense always forms the d x d inverse",
+            help: "obspa with data: auto keeps a layer's inverse Hessian in low-rank form when the layer saw at most one calibration row per 4 inputs (exact, by the Woodbury identity: r x d numbers instead of d x d, and no d x d inverse; e.g. VGG's 25,088-input classifier on 16 samples); dense always forms the d x d inverse",
         },
         OptionDecl {
             name: "mask",

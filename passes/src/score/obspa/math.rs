@@ -670,6 +670,7 @@ pub fn greedy_scores(
     let mut alive: Vec<usize> = (0..channels).collect();
     let batch = channels.div_ceil(max_steps.max(1)).max(1);
     let mut total = 0.0;
+    layers.par_iter_mut().for_each(|l| l.hinv.track(&l.blocks));
     while !alive.is_empty() {
         // Layers whose channels are single columns (Linear inputs): every column's squared
         // norm in one pass over the weights, rather than one strided column read per channel.

@@ -546,7 +546,7 @@ fn obspa_scores(
                             Some(h) => h.clone(),
                             None => continue,
                         },
-                        None => InverseHessian::LowRank(LowRank::identity(w.ncols())),
+                        None => InverseHessian::LowRank(Box::new(LowRank::identity(w.ncols()))),
                     };
                     total_energy += e.unwrap_or(0.0);
                     layers.push(math::Layer {
@@ -812,7 +812,8 @@ fn attention_scores(
 /// definite.
 fn invert(sum: math::HessianSum, damp: f64) -> Result<InverseHessian, math::MathError> {
     if let Some(x) = sum.kept_rows() {
-        return escalating(damp, |d| LowRank::new(x, sum.rows, d)).map(InverseHessian::LowRank);
+        return escalating(damp, |d| LowRank::new(x, sum.rows, d))
+            .map(|l| InverseHessian::LowRank(Box::new(l)));
     }
     // The damped copy is factored in place; the sum goes once it factors (the inverse is then
     // formed holding at most two d x d matrices).
