@@ -71,23 +71,20 @@ impl LowRank {
         if lambda <= 0.0 || !lambda.is_finite() {
             return Err(MathError::NotPositiveDefinite { pivot: 0 });
         }
-        let mut p = Array2::zeros(u.raw_dim());
-        if !u.is_empty() {
-            let r = u.nrows();
-            let mut m = Array2::<f64>::eye(r) * lambda;
-            par_gemm(1.0, &u.view(), &u.t(), 1.0, &mut m.view_mut());
-            let linv = math::lower_inverse(&math::cholesky_owned(m)?);
-            par_gemm(1.0, &linv.view(), &u.view(), 0.0, &mut p.view_mut());
-        }
-        Ok(LowRank {
-            p,
+        let mut out = LowRank {
+            p: Array2::zeros(u.raw_dim()),
             u,
             lambda,
             a: None,
             alive: vec![true; d],
             tracked: Vec::new(),
             block_of: vec![usize::MAX; d],
-        })
+        };
+        if !out.u.is_empty() {
+            let linv = math::lower_inverse(&math::cholesky_owned(out.small(&out.u))?);
+            par_gemm(1.0, &linv.view(), &out.u.view(), 0.0, &mut out.p.view_mut());
+        }
+        Ok(out)
     }
 
     /// The identity (`H = I`, no rows), for `data=none`.
@@ -149,22 +146,27 @@ impl LowRank {
         (t.cols == q).then_some(&t.hinv)
     }
 
-    /// `A P_Q` (`r x q`).
-    fn ap(&self, q: &[usize]) -> Array2<f64> {
+    /// `P_Q` and `A P_Q` (`r x q` each).
+    fn ap(&self, q: &[usize]) -> (Array2<f64>, Array2<f64>) {
         let pq = math::columns(self.p.view(), q);
-        match &self.a {
+        let apq = match &self.a {
             Some(a) => a.dot(&pq),
-            None => pq,
-        }
+            None => pq.clone(),
+        };
+        (pq, apq)
     }
 
-    /// `Hinv_QQ = (I - P_Q^T A P_Q) / lambda`, formed.
-    fn block_direct(&self, q: &[usize]) -> Array2<f64> {
-        let pq = math::columns(self.p.view(), q);
-        let apq = self.ap(q);
-        let mut b = Array2::<f64>::eye(q.len());
+    /// `Hinv_QQ = (I - P_Q^T A P_Q) / lambda` from `P_Q` and `A P_Q`.
+    fn block_of_ap(&self, pq: &Array2<f64>, apq: &Array2<f64>) -> Array2<f64> {
+        let mut b = Array2::<f64>::eye(pq.ncols());
         par_gemm(-1.0, &pq.t(), &apq.view(), 1.0, &mut b.view_mut());
         b / self.lambda
+    }
+
+    /// `Hinv_QQ`, formed.
+    fn block_direct(&self, q: &[usize]) -> Array2<f64> {
+        let (pq, apq) = self.ap(q);
+        self.block_of_ap(&pq, &apq)
     }
 
     /// `Hinv_QQ`, from the cache where `q` is a tracked block.
@@ -196,7 +198,7 @@ impl LowRank {
     /// `Hinv_Q,:` (`q x d`).
     #[cfg(test)]
     fn rows(&self, q: &[usize]) -> Array2<f64> {
-        self.rows_with(q, &self.ap(q))
+        self.rows_with(q, &self.ap(q).1)
     }
 
     /// Remove the columns `q`: re-fit the others (`w += dW`, the same `dW` as the dense form),
@@ -206,10 +208,16 @@ impl LowRank {
         if q.is_empty() {
             return Ok(0.0);
         }
-        let apq = self.ap(q);
-        let b = self.block(q);
+        let (pq, apq) = self.ap(q);
+        let b = match self.cached(q) {
+            Some(b) => b.clone(),
+            None => self.block_of_ap(&pq, &apq),
+        };
+        drop(pq);
         let e = math::saliency_of_block(w.view(), &b, q)?;
         let binv = math::small_spd_inverse(&b)?;
+        // (A P_Q) (lambda B)^-1 (A P_Q)^T: the growth of `A`, and `lambda V` below.
+        let grow = apq.dot(&binv).dot(&apq.t()) / self.lambda;
         // Every tracked block `T` outside `Q` loses `Hinv_Q,T^T B^-1 Hinv_Q,T`, which is
         // `X_:,T^T Y_:,T` for either pair below; `dW = -W_Q B^-1 Hinv_Q,:`.
         let (xt, yt) = if q.len() <= self.rank() {
@@ -224,8 +232,7 @@ impl LowRank {
             // / lambda^2 (`r^2 d`), and dW = -T E_Q + (T (A P_Q)^T) P with T = W_Q B^-1 /
             // lambda (`rows r d`; the first term only touches the removed columns, zeroed
             // below).
-            let v = apq.dot(&binv).dot(&apq.t()) / (self.lambda * self.lambda);
-            let y = v.dot(&self.p);
+            let y = grow.dot(&self.p) / self.lambda;
             let t = math::columns(w.view(), q).dot(&binv) / self.lambda;
             let tp = t.dot(&apq.t());
             par_gemm(1.0, &tp.view(), &self.p.view(), 1.0, &mut w.view_mut());
@@ -254,7 +261,6 @@ impl LowRank {
             }
         });
         // A' = A + (A P_Q) (lambda B)^-1 (A P_Q)^T.
-        let grow = apq.dot(&binv).dot(&apq.t()) / self.lambda;
         self.a = Some(match self.a.take() {
             Some(a) => a + grow,
             None => Array2::<f64>::eye(self.rank()) + grow,
