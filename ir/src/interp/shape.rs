@@ -1,7 +1,7 @@
 //! Shape and data-movement ops: Reshape, Flatten, Transpose, Squeeze, Unsqueeze, Expand, Shape,
 //! Size, ConstantOfShape, Range, Tile, Identity, Dropout, DepthToSpace, SpaceToDepth, EyeLike.
 
-use super::value::{map_data, to_array, try_map_data, Data, Value};
+use super::value::{flat, map_data, to_array, try_map_data, Data, Value};
 use super::{arg, axis, opt, Ctx, KernelFn};
 use ndarray::{ArrayD, Axis, IxDyn};
 
@@ -33,8 +33,7 @@ pub(crate) fn reshaped(x: &Value, shape: &[usize]) -> Result<Value, String> {
         return Err(format!("cannot reshape {:?} to {shape:?}", x.shape()));
     }
     fn re<T: Clone>(a: &ArrayD<T>, shape: &[usize]) -> Result<ArrayD<T>, String> {
-        let v: Vec<T> = a.as_standard_layout().iter().cloned().collect();
-        to_array(shape, v)
+        to_array(shape, flat(a))
     }
     Ok(x.like(try_map_data!(x.data(), a => re(a, shape))))
 }

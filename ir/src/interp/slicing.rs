@@ -2,7 +2,7 @@
 //! Trilu, NonZero, OneHot.
 
 use super::reduce::gather_along;
-use super::value::{to_array, try_map_data, Data, Value};
+use super::value::{flat, to_array, try_map_data, Data, Value};
 use super::{arg, axis, opt, Ctx, KernelFn};
 use ndarray::{ArrayD, Axis, Dimension, IxDyn, Slice};
 
@@ -185,7 +185,7 @@ fn gather(cx: &Ctx<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value>, String>
         shape: &[usize],
     ) -> Result<ArrayD<T>, String> {
         let sel = a.select(Axis(ax), idx);
-        let v: Vec<T> = sel.as_standard_layout().iter().cloned().collect();
+        let v: Vec<T> = flat(&sel);
         to_array(shape, v)
     }
     Ok(vec![x.like(
@@ -243,10 +243,10 @@ fn gather_nd(cx: &Ctx<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value>, Stri
         inner: usize,
         shape: &[usize],
     ) -> Result<ArrayD<T>, String> {
-        let flat: Vec<T> = a.as_standard_layout().iter().cloned().collect();
+        let data: Vec<T> = flat(a);
         let mut out = Vec::with_capacity(offs.len() * inner);
         for &o in offs {
-            out.extend_from_slice(flat.get(o..o + inner).ok_or("index out of range")?);
+            out.extend_from_slice(data.get(o..o + inner).ok_or("index out of range")?);
         }
         to_array(shape, out)
     }
@@ -269,8 +269,8 @@ fn scatter_nd(cx: &Ctx<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value>, Str
         red: &str,
     ) -> Result<ArrayD<T>, String> {
         let u = u.ok_or("updates differ in dtype")?;
-        let mut flat: Vec<T> = a.as_standard_layout().iter().copied().collect();
-        let uf: Vec<T> = u.as_standard_layout().iter().copied().collect();
+        let uf: Vec<T> = flat(u);
+        let mut data: Vec<T> = flat(a);
         if uf.len() != offs.len() * inner {
             return Err(format!(
                 "{} updates for {} slices of {inner}",
@@ -279,7 +279,7 @@ fn scatter_nd(cx: &Ctx<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value>, Str
             ));
         }
         for (k, &o) in offs.iter().enumerate() {
-            let dst = flat.get_mut(o..o + inner).ok_or("index out of range")?;
+            let dst = data.get_mut(o..o + inner).ok_or("index out of range")?;
             for (d, &v) in dst.iter_mut().zip(&uf[k * inner..(k + 1) * inner]) {
                 *d = match red {
                     "add" => *d + v,
@@ -302,7 +302,7 @@ fn scatter_nd(cx: &Ctx<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value>, Str
                 };
             }
         }
-        to_array(a.shape(), flat)
+        to_array(a.shape(), data)
     }
     let data = match x.data() {
         Data::F32(a) => Data::F32(s(a, upd.as_f32(), &offs, inner, red)?),

@@ -287,6 +287,19 @@ impl Data {
     }
 }
 
+/// The elements of `a` in row-major (logical) order: one copy of the buffer when `a` is already in
+/// standard layout (iterating an `IxDyn` array element by element is many times slower).
+pub(crate) fn flat<T: Clone>(a: &ArrayD<T>) -> Vec<T> {
+    if let Some(s) = a.as_slice() {
+        return s.to_vec();
+    }
+    let c = a.as_standard_layout();
+    match c.as_slice() {
+        Some(s) => s.to_vec(),
+        None => c.iter().cloned().collect(),
+    }
+}
+
 pub(crate) fn to_array<T>(shape: &[usize], v: Vec<T>) -> Result<ArrayD<T>, String> {
     let n = v.len();
     ArrayD::from_shape_vec(IxDyn(shape), v)

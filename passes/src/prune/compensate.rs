@@ -7,6 +7,7 @@
 use super::{keep_map, positions};
 use crate::group::GroupAnalysis;
 use crate::score::obspa::Compensation;
+use rayon::prelude::*;
 use spa_ir::{AttrValue, DType, Graph, Model, Tensor, ValueDef, ValueId};
 
 /// What was done, for statistics and warnings.
@@ -16,6 +17,9 @@ pub struct Compensated {
     /// Layers left alone, with the reason.
     pub skipped: Vec<String>,
 }
+
+/// One layer's re-fitted weight data, or why it was left alone.
+type Refit = Result<(ValueId, Vec<f32>), String>;
 
 /// Re-fit every consumer in `comp` for the channels `kept` (per space) removes.
 pub fn apply(
@@ -29,54 +33,59 @@ pub fn apply(
     if keep.is_empty() {
         return done;
     }
-    let graph = &mut model.graph;
-    for layer in &comp.layers {
-        let c = &layer.consumer;
-        let Some(term) = groups.terms.get(&(c.weight, c.in_axis)) else {
-            continue;
-        };
-        let kept_pos = positions(groups, &keep, term);
-        if kept_pos.len() >= c.inputs {
-            continue;
-        }
-        let q: Vec<usize> = (0..c.inputs)
-            .filter(|p| kept_pos.binary_search(&(*p as u64)).is_err())
-            .flat_map(|p| (0..c.kernel).map(move |k| p * c.kernel + k))
-            .collect();
-        let label = graph.node(c.node).label();
-        let Some(t) = graph.constant(c.weight) else {
-            continue;
-        };
-        if t.dtype != DType::F32 {
-            done.skipped.push(format!(
-                "node '{label}': weight is {}, only f32 weights are compensated",
-                t.dtype
-            ));
-            continue;
-        }
-        let Ok(mut w) = t.to_f32() else {
-            done.skipped
-                .push(format!("node '{label}': weight is unreadable"));
-            continue;
-        };
-        let Some(mats) = c.matrices(&w) else {
-            continue;
-        };
-        let fitted: Result<Vec<_>, _> = mats
-            .iter()
-            .zip(&layer.hinv)
-            .map(|(m, h)| h.compensate(m.view(), &q))
-            .collect();
-        match fitted {
-            Ok(f) if f.len() == mats.len() => c.write(&f, &mut w),
-            Ok(_) => continue,
-            Err(e) => {
-                done.skipped.push(format!("node '{label}': {e}"));
-                continue;
+    // Each layer's re-fit reads only its own weight and inverse Hessian: they run in parallel
+    // (each re-fit's products are parallel too, but its gathers and conversions are not), and the
+    // new weights are written afterwards in layer order.
+    let graph = &model.graph;
+    let fitted: Vec<Option<Refit>> = comp
+        .layers
+        .par_iter()
+        .map(|layer| {
+            let c = &layer.consumer;
+            let term = groups.terms.get(&(c.weight, c.in_axis))?;
+            let kept_pos = positions(groups, &keep, term);
+            if kept_pos.len() >= c.inputs {
+                return None;
             }
+            let q: Vec<usize> = (0..c.inputs)
+                .filter(|p| kept_pos.binary_search(&(*p as u64)).is_err())
+                .flat_map(|p| (0..c.kernel).map(move |k| p * c.kernel + k))
+                .collect();
+            let label = graph.node(c.node).label();
+            let t = graph.constant(c.weight)?;
+            if t.dtype != DType::F32 {
+                return Some(Err(format!(
+                    "node '{label}': weight is {}, only f32 weights are compensated",
+                    t.dtype
+                )));
+            }
+            let Ok(mut w) = t.to_f32() else {
+                return Some(Err(format!("node '{label}': weight is unreadable")));
+            };
+            let mats = c.matrices(&w)?;
+            let fitted: Result<Vec<_>, _> = mats
+                .iter()
+                .zip(&layer.hinv)
+                .map(|(m, h)| h.compensate(m.view(), &q))
+                .collect();
+            match fitted {
+                Ok(f) if f.len() == mats.len() => {
+                    c.write(&f, &mut w);
+                    Some(Ok((c.weight, w)))
+                }
+                Ok(_) => None,
+                Err(e) => Some(Err(format!("node '{label}': {e}"))),
+            }
+        })
+        .collect();
+    for r in fitted.into_iter().flatten() {
+        match r {
+            Ok((v, w)) => {
+                replace_f32(&mut model.graph, v, &w);
+                done.layers += 1;
+            }
+            Err(e) => done.skipped.push(e),
         }
-        replace_f32(graph, c.weight, &w);
-        done.layers += 1;
     }
     done
 }

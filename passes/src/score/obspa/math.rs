@@ -8,7 +8,7 @@
 //! complement `Hinv - Hinv_:,Q (Hinv_QQ)^-1 Hinv_Q,:`. Everything is `f64`.
 
 use ndarray::linalg::general_mat_mul;
-use ndarray::{s, Array2, ArrayView2, ArrayViewMut2, Axis};
+use ndarray::{s, Array2, ArrayView2, ArrayViewMut2, Axis, LinalgScalar};
 use rayon::prelude::*;
 use thiserror::Error;
 
@@ -272,6 +272,10 @@ fn output_energy(w: &Array2<f64>, h: &Array2<f64>) -> f64 {
 /// everything else is matrix products.
 const NB: usize = 64;
 
+/// Column blocks of the triangular products ([`mul_lower`]): wider than `NB`, as their
+/// products' inner dimension is long.
+const TRI_NB: usize = 128;
+
 /// Below this many multiply-adds a product runs on one thread.
 const PAR_MACS: usize = 1 << 20;
 
@@ -351,14 +355,12 @@ pub fn cholesky_owned(mut a: Array2<f64>) -> Result<Array2<f64>, MathError> {
                         row[j] = v / l11[[j, j]];
                     }
                 });
-            // Trailing update: A22 -= A21 A21^T.
-            let a21 = a.slice(s![k + kb.., k..k + kb]).to_owned();
-            par_gemm(
-                -1.0,
-                &a21.view(),
-                &a21.t(),
-                1.0,
+            // Trailing update: A22 -= A21 A21^T, lower triangle only (half the product).
+            let a21t = a.slice(s![k + kb.., k..k + kb]).t().to_owned();
+            lower_downdate(
                 &mut a.slice_mut(s![k + kb.., k + kb..]),
+                &a21t.view(),
+                &a21t.view(),
             );
         }
         k += kb;
@@ -372,7 +374,9 @@ pub fn cholesky_owned(mut a: Array2<f64>) -> Result<Array2<f64>, MathError> {
 }
 
 /// Inverse of a lower-triangular matrix, blocked: `M_ii = L_ii^-1`, and block row `i` of the
-/// strictly lower part is `-M_ii (L_i,<i M_<i,<i)`.
+/// strictly lower part is `-M_ii (L_i,<i M_<i,<i)`. `M_<i,<i` is lower triangular, so column
+/// block `c` of that product only needs `L_i,c..i M_c..i,c` (half of the full product); the column
+/// blocks run in parallel.
 pub(crate) fn lower_inverse(l: &Array2<f64>) -> Array2<f64> {
     let n = l.nrows();
     let mut m = Array2::<f64>::zeros((n, n));
@@ -391,19 +395,29 @@ pub(crate) fn lower_inverse(l: &Array2<f64>) -> Array2<f64> {
                 d[[r, c]] = -v / l[[i + r, i + r]];
             }
         }
-        if i > 0 {
-            let mut tmp = Array2::<f64>::zeros((ib, i));
-            par_gemm(
+        let (done, mut rest) = m.view_mut().split_at(Axis(0), i);
+        let done = done.view();
+        let lrow = l.slice(s![i..i + ib, ..]);
+        let column_block = |(b, mut out): (usize, ArrayViewMut2<'_, f64>)| {
+            let c0 = b * NB;
+            let c1 = c0 + out.ncols();
+            let mut t = Array2::<f64>::zeros((ib, c1 - c0));
+            general_mat_mul(
                 1.0,
-                &l.slice(s![i..i + ib, ..i]),
-                &m.slice(s![..i, ..i]),
+                &lrow.slice(s![.., c0..i]),
+                &done.slice(s![c0..i, c0..c1]),
                 0.0,
-                &mut tmp.view_mut(),
+                &mut t,
             );
-            let mut row = m.slice_mut(s![i..i + ib, ..i]);
-            general_mat_mul(-1.0, &d, &tmp, 0.0, &mut row);
-        }
-        m.slice_mut(s![i..i + ib, i..i + ib]).assign(&d);
+            general_mat_mul(-1.0, &d, &t, 0.0, &mut out);
+        };
+        by_column_blocks(
+            rest.slice_mut(s![..ib, ..i]),
+            NB,
+            ib * i * i / 2,
+            column_block,
+        );
+        rest.slice_mut(s![..ib, i..i + ib]).assign(&d);
         i += ib;
     }
     m
@@ -465,7 +479,11 @@ pub(crate) fn block(a: &Array2<f64>, q: &[usize]) -> Array2<f64> {
 /// `a -= b^T c` on the lower triangle only (`b`, `c`: `k x n`; `a`: `n x n`; the product is
 /// symmetric). Row panels of `NB` multiply only up to their last column, about half the work of
 /// the full product; entries above the diagonal blocks are left stale.
-fn lower_downdate(a: &mut Array2<f64>, b: &Array2<f64>, c: &Array2<f64>) {
+fn lower_downdate(
+    a: &mut ArrayViewMut2<'_, f64>,
+    b: &ArrayView2<'_, f64>,
+    c: &ArrayView2<'_, f64>,
+) {
     let (k, n) = b.dim();
     let panel = |(p, mut rows): (usize, ArrayViewMut2<'_, f64>)| {
         let r0 = p * NB;
@@ -562,7 +580,11 @@ pub(crate) fn column_norms(w: ArrayView2<'_, f64>) -> Vec<f64> {
         let start = k * chunk;
         for row in w.rows() {
             let row = row.slice_move(s![start..start + acc.len()]);
-            acc.iter_mut().zip(row).for_each(|(a, x)| *a += x * x);
+            match row.as_slice() {
+                // Contiguous rows (the usual case): a slice loop the compiler vectorizes.
+                Some(row) => acc.iter_mut().zip(row).for_each(|(a, x)| *a += x * x),
+                None => acc.iter_mut().zip(row).for_each(|(a, x)| *a += x * x),
+            }
         }
     });
     out
@@ -612,7 +634,7 @@ pub fn remove(w: &mut Array2<f64>, hinv: &mut Array2<f64>, q: &[usize]) -> Resul
     // dW = -W_:,Q K;  Hinv -= Hinv_:,Q K (Hinv is symmetric: Hinv_:,Q = Hinv_Q,:^T), lower
     // triangle only.
     par_gemm(-1.0, &wq.view(), &k.view(), 1.0, &mut w.view_mut());
-    lower_downdate(hinv, &hq, &k);
+    lower_downdate(&mut hinv.view_mut(), &hq.view(), &k.view());
     for &c in q {
         w.column_mut(c).fill(0.0);
         hinv.column_mut(c).fill(0.0);
@@ -752,17 +774,93 @@ pub fn compensate(
     })?;
     let m = lower_inverse(&l);
     let wq = columns(w.view(), q);
-    // X = W_:,Q M^T M  (rows x |Q|).
-    let mut t = Array2::<f64>::zeros((w.nrows(), q.len()));
-    par_gemm(1.0, &wq.view(), &m.t(), 0.0, &mut t.view_mut());
-    let mut x = Array2::<f64>::zeros((w.nrows(), q.len()));
-    par_gemm(1.0, &t.view(), &m.view(), 0.0, &mut x.view_mut());
-    let hq = Array2::from_shape_fn((q.len(), hinv.ncols()), |(i, c)| hinv[[q[i], c]]);
-    par_gemm(-1.0, &x.view(), &hq.view(), 1.0, &mut out.view_mut());
-    for &c in q {
-        out.column_mut(c).fill(0.0);
+    // X = W_:,Q M^T M  (rows x |Q|), M lower triangular: two half products.
+    let x = mul_lower(mul_lower_t(wq.view(), m.view()).view(), m.view());
+    // Only the kept columns are re-fitted (the removed ones become zero): dW_:,K = -X Hinv_Q,K.
+    let mut removed = vec![false; hinv.ncols()];
+    q.iter().for_each(|&c| removed[c] = true);
+    let kept: Vec<usize> = (0..hinv.ncols()).filter(|&c| !removed[c]).collect();
+    let hq = Array2::from_shape_fn((q.len(), kept.len()), |(i, k)| hinv[[q[i], kept[k]]]);
+    let mut dw = Array2::<f64>::zeros((w.nrows(), kept.len()));
+    par_gemm(1.0, &x.view(), &hq.view(), 0.0, &mut dw.view_mut());
+    for (mut row, d) in out.rows_mut().into_iter().zip(dw.rows()) {
+        for (&c, &v) in kept.iter().zip(d) {
+            row[c] -= v;
+        }
+        for &c in q {
+            row[c] = 0.0;
+        }
     }
     Ok(out)
+}
+
+/// `a m` for a lower-triangular `m` (`n x n`): column block `J` of the product is
+/// `a_:,J0.. m_J0..,J` (the zero blocks of `m` skipped: half the work of the full product), the
+/// blocks in parallel when the product is large.
+pub(crate) fn mul_lower<A: LinalgScalar + Send + Sync>(
+    a: ArrayView2<'_, A>,
+    m: ArrayView2<'_, A>,
+) -> Array2<A> {
+    let n = m.ncols();
+    let mut out = Array2::<A>::zeros((a.nrows(), n));
+    let block = |(b, mut cols): (usize, ArrayViewMut2<'_, A>)| {
+        let j0 = b * TRI_NB;
+        let j1 = j0 + cols.ncols();
+        general_mat_mul(
+            A::one(),
+            &a.slice(s![.., j0..]),
+            &m.slice(s![j0.., j0..j1]),
+            A::zero(),
+            &mut cols,
+        );
+    };
+    by_column_blocks(out.view_mut(), TRI_NB, a.nrows() * n * n / 2, block);
+    out
+}
+
+/// `a m^T` for a lower-triangular `m` (`n x n`): column block `J` of the product is
+/// `a_:,..J1 (m_J,..J1)^T`.
+pub(crate) fn mul_lower_t<A: LinalgScalar + Send + Sync>(
+    a: ArrayView2<'_, A>,
+    m: ArrayView2<'_, A>,
+) -> Array2<A> {
+    let n = m.nrows();
+    let mut out = Array2::<A>::zeros((a.nrows(), n));
+    let block = |(b, mut cols): (usize, ArrayViewMut2<'_, A>)| {
+        let j0 = b * TRI_NB;
+        let j1 = j0 + cols.ncols();
+        general_mat_mul(
+            A::one(),
+            &a.slice(s![.., ..j1]),
+            &m.slice(s![j0..j1, ..j1]).t(),
+            A::zero(),
+            &mut cols,
+        );
+    };
+    by_column_blocks(out.view_mut(), TRI_NB, a.nrows() * n * n / 2, block);
+    out
+}
+
+/// Run `f` on the column blocks of `out` (`width` wide, with their index), in parallel when
+/// `macs` is large enough to pay for it.
+fn by_column_blocks<A: Send + Sync, F>(
+    mut out: ArrayViewMut2<'_, A>,
+    width: usize,
+    macs: usize,
+    f: F,
+) where
+    F: Fn((usize, ArrayViewMut2<'_, A>)) + Send + Sync,
+{
+    if macs < PAR_MACS || rayon::current_num_threads() <= 1 {
+        out.axis_chunks_iter_mut(Axis(1), width)
+            .enumerate()
+            .for_each(f);
+    } else {
+        out.axis_chunks_iter_mut(Axis(1), width)
+            .into_par_iter()
+            .enumerate()
+            .for_each(f);
+    }
 }
 
 #[cfg(test)]
@@ -866,8 +964,9 @@ pub(crate) mod tests {
 
     #[test]
     fn blocked_factorizations_match_the_definition() {
-        // Sizes across block boundaries (NB = 64), including one that is not a multiple.
-        for &n in &[1usize, 63, 64, 65, 150] {
+        // Sizes across block boundaries (NB = 64), including one that is not a multiple, and one
+        // large enough for the parallel trailing updates and block rows.
+        for &n in &[1usize, 63, 64, 65, 150, 300] {
             let x = randn(n + 20, n, n as u64);
             let h = x.t().dot(&x);
             let l = cholesky(&h).unwrap();
@@ -894,6 +993,26 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn triangular_products_match_the_full_ones() {
+        // Widths across TRI_NB = 128; 30 x 300 x 300 / 2 multiply-adds run in parallel.
+        for (rows, n) in [(3usize, 1usize), (5, 127), (4, 128), (7, 129), (30, 300)] {
+            let a = randn(rows, n, n as u64);
+            let m = Array2::from_shape_fn((n, n), |(i, j)| {
+                if j <= i {
+                    ((i * 31 + j * 17) % 13) as f64 - 6.0
+                } else {
+                    0.0
+                }
+            });
+            assert!(rel(&mul_lower(a.view(), m.view()), &a.dot(&m)) < 1e-14);
+            assert!(rel(&mul_lower_t(a.view(), m.view()), &a.dot(&m.t())) < 1e-14);
+            let (a32, m32) = (a.mapv(|v| v as f32), m.mapv(|v| v as f32));
+            let got = mul_lower(a32.view(), m32.view()).mapv(f64::from);
+            assert!(rel(&got, &a32.dot(&m32).mapv(f64::from)) < 1e-6);
+        }
+    }
+
+    #[test]
     fn compensation_equals_least_squares() {
         for (seed, rows, cols, q) in [
             (1u64, 5usize, 12usize, vec![3usize, 4, 5]),
@@ -901,6 +1020,9 @@ pub(crate) mod tests {
             (3, 8, 16, vec![1, 7, 8, 15]),
             // Larger than one block of the blocked factorizations.
             (4, 20, 150, (0..150).step_by(2).collect()),
+            // Large enough for the parallel triangular products (and 300 removed columns in
+            // three blocks of TRI_NB).
+            (5, 40, 400, (0..400).filter(|c| c % 4 != 1).collect()),
         ] {
             let n = 64.max(2 * cols);
             let x = randn(n, cols, seed);
