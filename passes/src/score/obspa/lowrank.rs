@@ -431,7 +431,7 @@ impl InverseHessian {
     /// Keep only the columns `keep` (in order).
     pub fn select(&mut self, keep: &[usize]) {
         match self {
-            InverseHessian::Dense(h) => *h = math::block(h, keep),
+            InverseHessian::Dense(h) => *h = math::lower_select(h, keep),
             InverseHessian::LowRank(l) => l.select(keep),
         }
     }

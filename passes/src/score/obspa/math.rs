@@ -259,13 +259,26 @@ pub fn gram(x: ArrayView2<'_, f32>) -> Array2<f32> {
 }
 
 /// `tr(W H W^T)`: the output energy of a layer `W` (`rows x cols`) on inputs with Hessian `H`.
+///
+/// With `L` the lower triangle of `h` (diagonal included), `sum(W L * W)` counts every
+/// off-diagonal product once and the diagonal ones once, so the trace is
+/// `2 sum(W L * W) - sum_j h_jj ||w_j||^2`, through a triangular product: half the work of `W h`.
 fn output_energy(w: &Array2<f64>, h: &Array2<f64>) -> f64 {
     if w.ncols() != h.nrows() || h.nrows() != h.ncols() {
         return 0.0;
     }
-    let mut wh = Array2::zeros(w.dim());
-    par_gemm(1.0, &w.view(), &h.view(), 0.0, &mut wh.view_mut());
-    (&wh * w).sum()
+    let mut lower = h.to_owned();
+    for (i, mut row) in lower.rows_mut().into_iter().enumerate() {
+        row.slice_mut(s![i + 1..]).fill(0.0);
+    }
+    let wl = mul_lower(w.view(), lower.view());
+    let twice: f64 = (&wl * w).sum();
+    let diag: f64 = w
+        .rows()
+        .into_iter()
+        .map(|r| r.iter().zip(h.diag()).map(|(x, d)| d * x * x).sum::<f64>())
+        .sum();
+    2.0 * twice - diag
 }
 
 /// Block size of the blocked factorizations: panels this wide are factored with scalar loops,
@@ -476,10 +489,48 @@ pub(crate) fn block(a: &Array2<f64>, q: &[usize]) -> Array2<f64> {
     Array2::from_shape_fn((q.len(), q.len()), |(i, j)| lower_at(a, q[i], q[j]))
 }
 
+/// The rows `q` of a symmetric `a` (`q x n`) read from its lower triangle: the part left of the
+/// diagonal is a slice of row `r`, the part right of it is column `r` below the diagonal, read row
+/// by row of `a` (all of `q` at once), so consecutive reads stay within a row instead of striding
+/// over the whole matrix.
+pub(crate) fn lower_rows(a: &Array2<f64>, q: &[usize]) -> Array2<f64> {
+    let n = a.ncols();
+    let mut out = Array2::<f64>::zeros((q.len(), n));
+    for (mut dst, &r) in out.rows_mut().into_iter().zip(q) {
+        dst.slice_mut(s![..=r]).assign(&a.slice(s![r, ..=r]));
+    }
+    let Some(&first) = q.iter().min() else {
+        return out;
+    };
+    for j in first + 1..n {
+        let row = a.row(j);
+        for (i, &r) in q.iter().enumerate() {
+            if r < j {
+                out[[i, j]] = row[r];
+            }
+        }
+    }
+    out
+}
+
+/// The lower triangle of `a[keep, keep]` for a symmetric `a` kept in its lower triangle (the
+/// upper one is left zero), gathered row by row.
+pub(crate) fn lower_select(a: &Array2<f64>, keep: &[usize]) -> Array2<f64> {
+    let k = keep.len();
+    let mut out = Array2::<f64>::zeros((k, k));
+    for (i, mut dst) in out.rows_mut().into_iter().enumerate() {
+        let row = a.row(keep[i]);
+        for (d, &c) in dst.iter_mut().zip(&keep[..=i]) {
+            *d = row[c];
+        }
+    }
+    out
+}
+
 /// `a -= b^T c` on the lower triangle only (`b`, `c`: `k x n`; `a`: `n x n`; the product is
 /// symmetric). Row panels of `NB` multiply only up to their last column, about half the work of
 /// the full product; entries above the diagonal blocks are left stale.
-fn lower_downdate(
+pub(crate) fn lower_downdate(
     a: &mut ArrayViewMut2<'_, f64>,
     b: &ArrayView2<'_, f64>,
     c: &ArrayView2<'_, f64>,
@@ -628,7 +679,7 @@ pub fn remove(w: &mut Array2<f64>, hinv: &mut Array2<f64>, q: &[usize]) -> Resul
     }
     let hqq = block(hinv, q);
     // K = Hinv_QQ^-1 Hinv_Q,:  (q x cols)
-    let hq = Array2::from_shape_fn((q.len(), hinv.ncols()), |(i, c)| lower_at(hinv, q[i], c));
+    let hq = lower_rows(hinv, q);
     let k = small_spd_inverse(&hqq)?.dot(&hq);
     let wq = columns(w.view(), q);
     // dW = -W_:,Q K;  Hinv -= Hinv_:,Q K (Hinv is symmetric: Hinv_:,Q = Hinv_Q,:^T), lower
@@ -990,6 +1041,29 @@ pub(crate) mod tests {
             cholesky(&h).unwrap_err(),
             MathError::NotPositiveDefinite { pivot: 130 }
         );
+    }
+
+    #[test]
+    fn lower_gathers_read_the_symmetric_matrix() {
+        let x = randn(30, 20, 7);
+        let full = x.t().dot(&x);
+        // Only the lower triangle is read: the upper one is garbage.
+        let mut lower = full.clone();
+        for i in 0..20 {
+            for j in i + 1..20 {
+                lower[[i, j]] = f64::NAN;
+            }
+        }
+        let q = [13usize, 2, 19, 0];
+        assert_eq!(lower_rows(&lower, &q), full.select(Axis(0), &q));
+        let keep = [1usize, 4, 5, 11, 19];
+        let got = lower_select(&lower, &keep);
+        let want = full.select(Axis(0), &keep).select(Axis(1), &keep);
+        for i in 0..keep.len() {
+            for j in 0..keep.len() {
+                assert_eq!(got[[i, j]], if j <= i { want[[i, j]] } else { 0.0 });
+            }
+        }
     }
 
     #[test]
