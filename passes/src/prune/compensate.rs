@@ -6,9 +6,10 @@
 
 use super::{keep_map, positions};
 use crate::group::GroupAnalysis;
-use crate::score::obspa::Compensation;
+use crate::score::obspa::{CompensatedLayer, Compensation};
 use rayon::prelude::*;
 use spa_ir::{AttrValue, DType, Graph, Model, Tensor, ValueDef, ValueId};
+use std::collections::HashMap;
 
 /// What was done, for statistics and warnings.
 #[derive(Debug, Default)]
@@ -33,50 +34,16 @@ pub fn apply(
     if keep.is_empty() {
         return done;
     }
-    // Each layer's re-fit reads only its own weight and inverse Hessian: they run in parallel
-    // (each re-fit's products are parallel too, but its gathers and conversions are not), and the
-    // new weights are written afterwards in layer order.
+    // Each layer's re-fit reads only its own weight and inverse Hessian (obspa takes as
+    // consumers only layers whose weight has no other user, so no two layers share one:
+    // `tests/passes/prune/obspa_shared_weight.spa`): they run in parallel (each re-fit's products
+    // are parallel too, but its gathers and conversions are not), and the new weights are
+    // written afterwards in layer order.
     let graph = &model.graph;
     let fitted: Vec<Option<Refit>> = comp
         .layers
         .par_iter()
-        .map(|layer| {
-            let c = &layer.consumer;
-            let term = groups.terms.get(&(c.weight, c.in_axis))?;
-            let kept_pos = positions(groups, &keep, term);
-            if kept_pos.len() >= c.inputs {
-                return None;
-            }
-            let q: Vec<usize> = (0..c.inputs)
-                .filter(|p| kept_pos.binary_search(&(*p as u64)).is_err())
-                .flat_map(|p| (0..c.kernel).map(move |k| p * c.kernel + k))
-                .collect();
-            let label = graph.node(c.node).label();
-            let t = graph.constant(c.weight)?;
-            if t.dtype != DType::F32 {
-                return Some(Err(format!(
-                    "node '{label}': weight is {}, only f32 weights are compensated",
-                    t.dtype
-                )));
-            }
-            let Ok(mut w) = t.to_f32() else {
-                return Some(Err(format!("node '{label}': weight is unreadable")));
-            };
-            let mats = c.matrices(&w)?;
-            let fitted: Result<Vec<_>, _> = mats
-                .iter()
-                .zip(&layer.hinv)
-                .map(|(m, h)| h.compensate(m.view(), &q))
-                .collect();
-            match fitted {
-                Ok(f) if f.len() == mats.len() => {
-                    c.write(&f, &mut w);
-                    Some(Ok((c.weight, w)))
-                }
-                Ok(_) => None,
-                Err(e) => Some(Err(format!("node '{label}': {e}"))),
-            }
-        })
+        .map(|layer| refit(graph, groups, &keep, layer))
         .collect();
     for r in fitted.into_iter().flatten() {
         match r {
@@ -88,6 +55,50 @@ pub fn apply(
         }
     }
     done
+}
+
+/// The re-fitted weight data of one layer (`None`: nothing to do).
+fn refit(
+    graph: &Graph,
+    groups: &GroupAnalysis,
+    keep: &HashMap<usize, &[u64]>,
+    layer: &CompensatedLayer,
+) -> Option<Refit> {
+    let c = &layer.consumer;
+    let term = groups.terms.get(&(c.weight, c.in_axis))?;
+    let kept_pos = positions(groups, keep, term);
+    if kept_pos.len() >= c.inputs {
+        return None;
+    }
+    let q: Vec<usize> = (0..c.inputs)
+        .filter(|p| kept_pos.binary_search(&(*p as u64)).is_err())
+        .flat_map(|p| (0..c.kernel).map(move |k| p * c.kernel + k))
+        .collect();
+    let label = graph.node(c.node).label();
+    let t = graph.constant(c.weight)?;
+    if t.dtype != DType::F32 {
+        return Some(Err(format!(
+            "node '{label}': weight is {}, only f32 weights are compensated",
+            t.dtype
+        )));
+    }
+    let Ok(mut w) = t.to_f32() else {
+        return Some(Err(format!("node '{label}': weight is unreadable")));
+    };
+    let mats = c.matrices(&w)?;
+    let fitted: Result<Vec<_>, _> = mats
+        .iter()
+        .zip(&layer.hinv)
+        .map(|(m, h)| h.compensate(m.view(), &q))
+        .collect();
+    match fitted {
+        Ok(f) if f.len() == mats.len() => {
+            c.write(&f, &mut w);
+            Some(Ok((c.weight, w)))
+        }
+        Ok(_) => None,
+        Err(e) => Some(Err(format!("node '{label}': {e}"))),
+    }
 }
 
 /// Replace the data of the f32 constant `v` (an initializer or a `Constant` node), keeping its
