@@ -701,7 +701,7 @@ impl OutputMetric {
     fn loss(&self, dz: ndarray::ArrayView2<'_, f32>) -> f64 {
         let y = match self {
             OutputMetric::Direct(wt) => dz.dot(wt),
-            OutputMetric::Factor(l) => math::mul_lower(dz, l.view()),
+            OutputMetric::Factor(l) => math::mul_lower(dz, l.view(), false),
         };
         y.iter().map(|&x| (x as f64) * (x as f64)).sum()
     }

@@ -271,7 +271,7 @@ fn output_energy(w: &Array2<f64>, h: &Array2<f64>) -> f64 {
     for (i, mut row) in lower.rows_mut().into_iter().enumerate() {
         row.slice_mut(s![i + 1..]).fill(0.0);
     }
-    let wl = mul_lower(w.view(), lower.view());
+    let wl = mul_lower(w.view(), lower.view(), false);
     let twice: f64 = (&wl * w).sum();
     let diag: f64 = w
         .rows()
@@ -826,7 +826,7 @@ pub fn compensate(
     let m = lower_inverse(&l);
     let wq = columns(w.view(), q);
     // X = W_:,Q M^T M  (rows x |Q|), M lower triangular: two half products.
-    let x = mul_lower(mul_lower_t(wq.view(), m.view()).view(), m.view());
+    let x = mul_lower(mul_lower(wq.view(), m.view(), true).view(), m.view(), false);
     // Only the kept columns are re-fitted (the removed ones become zero): dW_:,K = -X Hinv_Q,K.
     let mut removed = vec![false; hinv.ncols()];
     q.iter().for_each(|&c| removed[c] = true);
@@ -845,48 +845,29 @@ pub fn compensate(
     Ok(out)
 }
 
-/// `a m` for a lower-triangular `m` (`n x n`): column block `J` of the product is
-/// `a_:,J0.. m_J0..,J` (the zero blocks of `m` skipped: half the work of the full product), the
-/// blocks in parallel when the product is large.
+/// `a m` (or `a m^T` when `transposed`) for a lower-triangular `m` (`n x n`), the zero blocks of
+/// `m` skipped (half the work of the full product): column block `J` of the product is
+/// `a_:,J0.. m_J0..,J` (or `a_:,..J1 (m_J,..J1)^T`), the blocks in parallel when the product is
+/// large.
 pub(crate) fn mul_lower<A: LinalgScalar + Send + Sync>(
     a: ArrayView2<'_, A>,
     m: ArrayView2<'_, A>,
-) -> Array2<A> {
-    let n = m.ncols();
-    let mut out = Array2::<A>::zeros((a.nrows(), n));
-    let block = |(b, mut cols): (usize, ArrayViewMut2<'_, A>)| {
-        let j0 = b * TRI_NB;
-        let j1 = j0 + cols.ncols();
-        general_mat_mul(
-            A::one(),
-            &a.slice(s![.., j0..]),
-            &m.slice(s![j0.., j0..j1]),
-            A::zero(),
-            &mut cols,
-        );
-    };
-    by_column_blocks(out.view_mut(), TRI_NB, a.nrows() * n * n / 2, block);
-    out
-}
-
-/// `a m^T` for a lower-triangular `m` (`n x n`): column block `J` of the product is
-/// `a_:,..J1 (m_J,..J1)^T`.
-pub(crate) fn mul_lower_t<A: LinalgScalar + Send + Sync>(
-    a: ArrayView2<'_, A>,
-    m: ArrayView2<'_, A>,
+    transposed: bool,
 ) -> Array2<A> {
     let n = m.nrows();
     let mut out = Array2::<A>::zeros((a.nrows(), n));
     let block = |(b, mut cols): (usize, ArrayViewMut2<'_, A>)| {
         let j0 = b * TRI_NB;
         let j1 = j0 + cols.ncols();
-        general_mat_mul(
-            A::one(),
-            &a.slice(s![.., ..j1]),
-            &m.slice(s![j0..j1, ..j1]).t(),
-            A::zero(),
-            &mut cols,
-        );
+        let (lhs, rhs) = if transposed {
+            (
+                a.slice(s![.., ..j1]),
+                m.slice(s![j0..j1, ..j1]).reversed_axes(),
+            )
+        } else {
+            (a.slice(s![.., j0..]), m.slice(s![j0.., j0..j1]))
+        };
+        general_mat_mul(A::one(), &lhs, &rhs, A::zero(), &mut cols);
     };
     by_column_blocks(out.view_mut(), TRI_NB, a.nrows() * n * n / 2, block);
     out
@@ -1078,10 +1059,10 @@ pub(crate) mod tests {
                     0.0
                 }
             });
-            assert!(rel(&mul_lower(a.view(), m.view()), &a.dot(&m)) < 1e-14);
-            assert!(rel(&mul_lower_t(a.view(), m.view()), &a.dot(&m.t())) < 1e-14);
+            assert!(rel(&mul_lower(a.view(), m.view(), false), &a.dot(&m)) < 1e-14);
+            assert!(rel(&mul_lower(a.view(), m.view(), true), &a.dot(&m.t())) < 1e-14);
             let (a32, m32) = (a.mapv(|v| v as f32), m.mapv(|v| v as f32));
-            let got = mul_lower(a32.view(), m32.view()).mapv(f64::from);
+            let got = mul_lower(a32.view(), m32.view(), false).mapv(f64::from);
             assert!(rel(&got, &a32.dot(&m32).mapv(f64::from)) < 1e-6);
         }
     }
