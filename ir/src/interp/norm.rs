@@ -1,7 +1,7 @@
 //! Normalizations: BatchNormalization (inference), InstanceNormalization, LayerNormalization,
 //! GroupNormalization, RMSNormalization, LpNormalization, MeanVarianceNormalization, LRN.
 
-use super::value::{Data, Value};
+use super::value::{flat, Data, Value};
 use super::{arg, axis, f32_arg, opt, Ctx, KernelFn};
 use ndarray::{ArrayD, Axis, IxDyn};
 use rayon::prelude::*;
@@ -27,11 +27,6 @@ fn vec_of(v: &ArrayD<f32>, n: usize, what: &str) -> Result<Vec<f32>, String> {
     Ok(v.iter().copied().collect())
 }
 
-/// Contiguous f32 data of `x` and its shape.
-fn contiguous(x: &ArrayD<f32>) -> Vec<f32> {
-    x.as_standard_layout().iter().copied().collect()
-}
-
 fn batch_norm(cx: &Ctx<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value>, String> {
     let xv = arg(inputs, 0)?;
     let x = f32_arg(inputs, 0)?;
@@ -52,7 +47,7 @@ fn batch_norm(cx: &Ctx<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value>, Str
         })
         .unzip();
     let inner: usize = s[2..].iter().product();
-    let mut data = contiguous(x);
+    let mut data = flat(x);
     if inner > 0 {
         data.par_chunks_mut(inner).enumerate().for_each(|(i, row)| {
             let (k, b) = (mul[i % c], add[i % c]);
@@ -112,7 +107,7 @@ fn instance_norm(cx: &Ctx<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value>, 
     let scale = vec_of(f32_arg(inputs, 1)?, c, "scale")?;
     let bias = vec_of(f32_arg(inputs, 2)?, c, "bias")?;
     let inner: usize = s[2..].iter().product();
-    let mut data = contiguous(x);
+    let mut data = flat(x);
     normalize_rows(
         &mut data,
         inner,
@@ -145,7 +140,7 @@ fn layer_like(cx: &Ctx<'_>, inputs: &[Option<&Value>], rms: bool) -> Result<Vec<
     let len: usize = tail.iter().product();
     let scale = trailing(opt(inputs, 1).and_then(|v| v.as_f32()), tail)?;
     let bias = trailing(opt(inputs, 2).and_then(|v| v.as_f32()), tail)?;
-    let mut data = contiguous(x);
+    let mut data = flat(x);
     let stats = normalize_rows(&mut data, len, cx.float("epsilon", 1e-5), rms, &|_, j| {
         (
             scale.as_ref().map_or(1.0, |v| v[j]),
@@ -203,7 +198,7 @@ fn group_norm(cx: &Ctx<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value>, Str
     }
     let inner: usize = s[2..].iter().product();
     let len = (c / g) * inner;
-    let mut data = contiguous(x);
+    let mut data = flat(x);
     normalize_rows(&mut data, len, cx.float("epsilon", 1e-5), false, &|r, j| {
         let gi = r % g;
         let ch = gi * (c / g) + j.checked_div(inner).unwrap_or(0);

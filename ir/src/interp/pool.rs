@@ -2,7 +2,7 @@
 //! GlobalMaxPool, GlobalLpPool; 1 to 3 spatial dims, parallel over (image, channel) planes.
 
 use super::conv::{forward_pads, pad3, per_axis, AxisGeom, Geom3};
-use super::value::{Data, Value};
+use super::value::{flat, Data, Value};
 use super::{arg, f32_arg, Ctx, KernelFn};
 use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
@@ -23,7 +23,7 @@ fn global_pool(cx: &Ctx<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value>, St
         return Err("global pooling of a tensor of rank < 2".into());
     }
     let inner: usize = s[2..].iter().product();
-    let data: Vec<f32> = x.as_standard_layout().iter().copied().collect();
+    let data: Vec<f32> = flat(x);
     let p = cx.int("p", 2) as f32;
     let out: Vec<f32> = if inner == 0 {
         vec![0.0; s[0] * s[1]]
@@ -98,7 +98,7 @@ fn pool(cx: &Ctx<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value>, String> {
     let g3 = pad3(geom)?;
     let p_in: usize = g3.iter().map(|a| a.input).product();
     let p_out: usize = g3.iter().map(|a| a.output).product();
-    let data: Vec<f32> = x.as_standard_layout().iter().copied().collect();
+    let data: Vec<f32> = flat(x);
     let kind = match cx.node.op_type.as_str() {
         "MaxPool" => Kind::Max,
         "LpPool" => Kind::Lp(cx.int("p", 2) as f32),

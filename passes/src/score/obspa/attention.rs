@@ -686,8 +686,9 @@ enum OutputMetric {
 impl OutputMetric {
     fn new(wo: &Array2<f64>) -> OutputMetric {
         let (out, cols) = wo.dim();
-        // The triangular product costs about `cols / 2` per element of `dz`, the direct one `out`.
-        if 2 * out > cols + 64 {
+        // The triangular product costs about `(cols + TRI_NB) / 2` per element of `dz` (its
+        // diagonal blocks are full), the direct one `out`.
+        if 2 * out > cols + math::TRI_NB {
             let mut m = Array2::<f64>::zeros((cols, cols));
             math::par_gemm(1.0, &wo.t(), &wo.view(), 0.0, &mut m.view_mut());
             // A rank-deficient `Wo` (fewer independent rows than columns) has no factor.

@@ -287,7 +287,7 @@ const NB: usize = 64;
 
 /// Column blocks of the triangular products ([`mul_lower`]): wider than `NB`, as their
 /// products' inner dimension is long.
-const TRI_NB: usize = 128;
+pub(crate) const TRI_NB: usize = 128;
 
 /// Below this many multiply-adds a product runs on one thread.
 const PAR_MACS: usize = 1 << 20;
@@ -424,8 +424,9 @@ pub(crate) fn lower_inverse(l: &Array2<f64>) -> Array2<f64> {
             );
             general_mat_mul(-1.0, &d, &t, 0.0, &mut out);
         };
-        by_column_blocks(
+        by_blocks(
             rest.slice_mut(s![..ib, ..i]),
+            Axis(1),
             NB,
             ib * i * i / 2,
             column_block,
@@ -530,7 +531,7 @@ pub(crate) fn lower_select(a: &Array2<f64>, keep: &[usize]) -> Array2<f64> {
 /// `a -= b^T c` on the lower triangle only (`b`, `c`: `k x n`; `a`: `n x n`; the product is
 /// symmetric). Row panels of `NB` multiply only up to their last column, about half the work of
 /// the full product; entries above the diagonal blocks are left stale.
-pub(crate) fn lower_downdate(
+fn lower_downdate(
     a: &mut ArrayViewMut2<'_, f64>,
     b: &ArrayView2<'_, f64>,
     c: &ArrayView2<'_, f64>,
@@ -547,16 +548,7 @@ pub(crate) fn lower_downdate(
             &mut rows.slice_mut(s![.., ..r1]),
         );
     };
-    if n * n * k / 2 < PAR_MACS || rayon::current_num_threads() <= 1 {
-        a.axis_chunks_iter_mut(Axis(0), NB)
-            .enumerate()
-            .for_each(panel);
-    } else {
-        a.axis_chunks_iter_mut(Axis(0), NB)
-            .into_par_iter()
-            .enumerate()
-            .for_each(panel);
-    }
+    by_blocks(a.view_mut(), Axis(0), NB, n * n * k / 2, panel);
 }
 
 fn check(w: &ArrayView2<'_, f64>, hinv: &Array2<f64>) -> Result<(), MathError> {
@@ -831,7 +823,7 @@ pub fn compensate(
     let mut removed = vec![false; hinv.ncols()];
     q.iter().for_each(|&c| removed[c] = true);
     let kept: Vec<usize> = (0..hinv.ncols()).filter(|&c| !removed[c]).collect();
-    let hq = Array2::from_shape_fn((q.len(), kept.len()), |(i, k)| hinv[[q[i], kept[k]]]);
+    let hq = lower_rows(hinv, q).select(Axis(1), &kept);
     let mut dw = Array2::<f64>::zeros((w.nrows(), kept.len()));
     par_gemm(1.0, &x.view(), &hq.view(), 0.0, &mut dw.view_mut());
     for (mut row, d) in out.rows_mut().into_iter().zip(dw.rows()) {
@@ -869,14 +861,21 @@ pub(crate) fn mul_lower<A: LinalgScalar + Send + Sync>(
         };
         general_mat_mul(A::one(), &lhs, &rhs, A::zero(), &mut cols);
     };
-    by_column_blocks(out.view_mut(), TRI_NB, a.nrows() * n * n / 2, block);
+    by_blocks(
+        out.view_mut(),
+        Axis(1),
+        TRI_NB,
+        a.nrows() * n * n / 2,
+        block,
+    );
     out
 }
 
-/// Run `f` on the column blocks of `out` (`width` wide, with their index), in parallel when
+/// Run `f` on the blocks of `out` along `axis` (`width` wide, with their index), in parallel when
 /// `macs` is large enough to pay for it.
-fn by_column_blocks<A: Send + Sync, F>(
+fn by_blocks<A: Send + Sync, F>(
     mut out: ArrayViewMut2<'_, A>,
+    axis: Axis,
     width: usize,
     macs: usize,
     f: F,
@@ -884,11 +883,11 @@ fn by_column_blocks<A: Send + Sync, F>(
     F: Fn((usize, ArrayViewMut2<'_, A>)) + Send + Sync,
 {
     if macs < PAR_MACS || rayon::current_num_threads() <= 1 {
-        out.axis_chunks_iter_mut(Axis(1), width)
+        out.axis_chunks_iter_mut(axis, width)
             .enumerate()
             .for_each(f);
     } else {
-        out.axis_chunks_iter_mut(Axis(1), width)
+        out.axis_chunks_iter_mut(axis, width)
             .into_par_iter()
             .enumerate()
             .for_each(f);
@@ -1037,6 +1036,19 @@ pub(crate) mod tests {
         }
         let q = [13usize, 2, 19, 0];
         assert_eq!(lower_rows(&lower, &q), full.select(Axis(0), &q));
+        // The compensation reads the same triangle (a NaN read would spread to the result).
+        let w = randn(3, 20, 8);
+        let hinv = spd_inverse(&full).unwrap();
+        let mut hinv_lower = hinv.clone();
+        for i in 0..20 {
+            for j in i + 1..20 {
+                hinv_lower[[i, j]] = f64::NAN;
+            }
+        }
+        assert_eq!(
+            compensate(w.view(), &hinv_lower, &q).unwrap(),
+            compensate(w.view(), &hinv, &q).unwrap()
+        );
         let keep = [1usize, 4, 5, 11, 19];
         let got = lower_select(&lower, &keep);
         let want = full.select(Axis(0), &keep).select(Axis(1), &keep);
