@@ -41,7 +41,7 @@ fn main() {
     };
     let chol = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let hinv = math::inverse_from_factor(l);
+    let hinv = math::inverse_lower_from_factor(l);
     let inv = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let mut layers = vec![Layer {
@@ -60,6 +60,6 @@ fn main() {
     let check: f64 = scores.iter().sum();
     println!(
         "d={d} rows={rows}: cholesky {chol:.3} s, inverse from factor {inv:.3} s, greedy {greedy:.3} s \
-         (score sum {check:.6e})"
+         (score sum {check:.15e})"
     );
 }

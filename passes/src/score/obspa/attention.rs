@@ -25,6 +25,7 @@ use super::layer::Consumer;
 use super::math::{self, HessianSum};
 use crate::group::GroupAnalysis;
 pub(super) use crate::transforms::only_user;
+use ndarray::linalg::general_mat_mul;
 use ndarray::{s, Array2, ArrayD, IxDyn};
 use rayon::prelude::*;
 use spa_ir::interp::{eval_node, Observer, Value};
@@ -665,10 +666,20 @@ fn transform_columns(
     let mut out = m.to_owned();
     for (h, hc) in cols_of.iter().enumerate() {
         let th = t.get(h)?.mapv(|v| v as f32);
-        let sub = Array2::from_shape_fn((rows, hc.len()), |(r, j)| m[(r, hc[j])]);
-        let y = sub.dot(&th);
-        for (j, &c) in hc.iter().enumerate() {
-            out.column_mut(c).assign(&y.column(j));
+        match hc.first() {
+            // A head's columns side by side (the usual layout): the product reads and writes
+            // them in place (the same products as through a gathered copy).
+            Some(&c0) if hc.iter().enumerate().all(|(j, &c)| c == c0 + j) => {
+                let cs = s![.., c0..c0 + hc.len()];
+                general_mat_mul(1.0, &m.slice(cs), &th, 0.0, &mut out.slice_mut(cs));
+            }
+            _ => {
+                let sub = Array2::from_shape_fn((rows, hc.len()), |(r, j)| m[(r, hc[j])]);
+                let y = sub.dot(&th);
+                for (j, &c) in hc.iter().enumerate() {
+                    out.column_mut(c).assign(&y.column(j));
+                }
+            }
         }
     }
     out.into_shape_with_order(IxDyn(x.shape())).ok()
@@ -972,6 +983,39 @@ mod tests {
                 (got - want).abs() <= 1e-5 * want,
                 "{out} rows: {got} vs {want}"
             );
+        }
+    }
+
+    #[test]
+    fn head_columns_side_by_side_or_interleaved_transform_alike() {
+        // Heads side by side take the in-place product, interleaved ones the gathered copy:
+        // the same numbers, bit for bit, at the permuted columns.
+        let (rows, heads, dim) = (30, 3, 4);
+        let x = pseudo_random(rows, heads * dim, 21).mapv(|v| v as f32);
+        let t: Vec<Array2<f64>> = (0..heads)
+            .map(|h| pseudo_random(dim, dim, 22 + h as u64))
+            .collect();
+        let side: Vec<Vec<usize>> = (0..heads)
+            .map(|h| (0..dim).map(|d| h * dim + d).collect())
+            .collect();
+        let inter: Vec<Vec<usize>> = (0..heads)
+            .map(|h| (0..dim).map(|d| d * heads + h).collect())
+            .collect();
+        let mut xi = x.clone();
+        for h in 0..heads {
+            for d in 0..dim {
+                xi.column_mut(inter[h][d]).assign(&x.column(side[h][d]));
+            }
+        }
+        let a = transform_columns(&x.into_dyn(), &side, &t).unwrap();
+        let b = transform_columns(&xi.into_dyn(), &inter, &t).unwrap();
+        for r in 0..rows {
+            for h in 0..heads {
+                for d in 0..dim {
+                    let (p, q) = (a[[r, side[h][d]]], b[[r, inter[h][d]]]);
+                    assert_eq!(p.to_bits(), q.to_bits(), "{r} {h} {d}");
+                }
+            }
         }
     }
 

@@ -345,6 +345,8 @@ fn transposed(m: &Array2<f64>) -> Array2<f64> {
 /// A layer's inverse Hessian: dense, or low-rank when the layer saw fewer rows than inputs.
 #[derive(Clone, Debug)]
 pub enum InverseHessian {
+    /// Only the lower triangle is read (and kept up to date by [`math::remove`]); the part above
+    /// the diagonal may be stale or zero ([`math::inverse_lower_from_factor`]).
     Dense(Array2<f64>),
     LowRank(Box<LowRank>),
 }

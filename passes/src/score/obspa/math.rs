@@ -359,13 +359,26 @@ pub fn cholesky_owned(mut a: Array2<f64>) -> Result<Array2<f64>, MathError> {
             a.slice_mut(s![k + kb.., k..k + kb])
                 .axis_iter_mut(Axis(0))
                 .into_par_iter()
-                .for_each(|mut row| {
-                    for j in 0..kb {
-                        let mut v = row[j];
-                        for t in 0..j {
-                            v -= row[t] * l11[[j, t]];
+                .for_each(|mut row| match (row.as_slice_mut(), l11.as_slice()) {
+                    // Row-major buffers (the usual case): slice loops, no index checks.
+                    (Some(row), Some(l)) => {
+                        for (j, lj) in l.chunks_exact(kb).enumerate() {
+                            let (done, rest) = row.split_at_mut(j);
+                            let mut v = rest[0];
+                            for (x, l) in done.iter().zip(lj) {
+                                v -= x * l;
+                            }
+                            rest[0] = v / lj[j];
                         }
-                        row[j] = v / l11[[j, j]];
+                    }
+                    _ => {
+                        for j in 0..kb {
+                            let mut v = row[j];
+                            for t in 0..j {
+                                v -= row[t] * l11[[j, t]];
+                            }
+                            row[j] = v / l11[[j, j]];
+                        }
                     }
                 });
             // Trailing update: A22 -= A21 A21^T, lower triangle only (half the product).
@@ -446,11 +459,25 @@ pub fn spd_inverse(h: &Array2<f64>) -> Result<Array2<f64>, MathError> {
 /// `H^-1 = L^-T L^-1` from the Cholesky factor `L`, which is dropped once `L^-1` is formed: at
 /// most two `d x d` matrices are held at a time.
 pub fn inverse_from_factor(l: Array2<f64>) -> Array2<f64> {
+    let mut out = inverse_lower_from_factor(l);
+    let n = out.nrows();
+    for i in 0..n {
+        for j in i + 1..n {
+            out[[i, j]] = out[[j, i]];
+        }
+    }
+    out
+}
+
+/// The lower triangle of [`inverse_from_factor`] (above the diagonal blocks the matrix is zero):
+/// all that the greedy search and the compensation read (see [`InverseHessian::Dense`]), without
+/// the strided mirror copy.
+pub fn inverse_lower_from_factor(l: Array2<f64>) -> Array2<f64> {
     let m = lower_inverse(&l);
     drop(l);
     let n = m.nrows();
     // (M^T M)_IJ = M_k..,I^T M_k..,J over k >= max(I, J) (M is lower triangular): block row I
-    // of the lower half in one product per block, in parallel; then mirrored.
+    // of the lower half in one product per block, in parallel.
     let mut out = Array2::<f64>::zeros((n, n));
     out.axis_chunks_iter_mut(Axis(0), NB)
         .into_par_iter()
@@ -467,11 +494,6 @@ pub fn inverse_from_factor(l: Array2<f64>) -> Array2<f64> {
                 &mut lower,
             );
         });
-    for i in 0..n {
-        for j in i + 1..n {
-            out[[i, j]] = out[[j, i]];
-        }
-    }
     out
 }
 
@@ -615,9 +637,7 @@ pub(crate) fn saliency_of_column(g: f64, h: f64) -> Result<f64, MathError> {
 pub(crate) fn column_norms(w: ArrayView2<'_, f64>) -> Vec<f64> {
     let cols = w.ncols();
     // Column chunks in parallel; each chunk walks the rows in order.
-    let chunk = cols
-        .div_ceil(rayon::current_num_threads().max(1) * 4)
-        .max(256);
+    let chunk = norm_chunk(cols);
     let mut out = vec![0.0; cols];
     out.par_chunks_mut(chunk).enumerate().for_each(|(k, acc)| {
         let start = k * chunk;
@@ -665,8 +685,21 @@ pub(crate) fn small_spd_inverse(a: &Array2<f64>) -> Result<Array2<f64>, MathErro
 /// and downdate `hinv` to the inverse Hessian of the remaining columns. Returns `E_Q`. Only the
 /// lower triangle of `hinv` is read and kept up to date.
 pub fn remove(w: &mut Array2<f64>, hinv: &mut Array2<f64>, q: &[usize]) -> Result<f64, MathError> {
+    remove_tracking(w, hinv, q, None)
+}
+
+/// [`remove`], and with `norms` the squared norms of the columns of the updated `w` (what
+/// [`column_norms`] gives, bit for bit), summed while each block of `w` is still in cache from
+/// its update rather than in another pass over the whole matrix.
+pub(crate) fn remove_tracking(
+    w: &mut Array2<f64>,
+    hinv: &mut Array2<f64>,
+    q: &[usize],
+    norms: Option<&mut [f64]>,
+) -> Result<f64, MathError> {
     let e = saliency(w.view(), hinv, q)?;
     if q.is_empty() {
+        // `w` is unchanged, and so are its norms.
         return Ok(0.0);
     }
     let hqq = block(hinv, q);
@@ -674,16 +707,79 @@ pub fn remove(w: &mut Array2<f64>, hinv: &mut Array2<f64>, q: &[usize]) -> Resul
     let hq = lower_rows(hinv, q);
     let k = small_spd_inverse(&hqq)?.dot(&hq);
     let wq = columns(w.view(), q);
-    // dW = -W_:,Q K;  Hinv -= Hinv_:,Q K (Hinv is symmetric: Hinv_:,Q = Hinv_Q,:^T), lower
-    // triangle only.
-    par_gemm(-1.0, &wq.view(), &k.view(), 1.0, &mut w.view_mut());
+    // dW = -W_:,Q K (the removed columns then zero);  Hinv -= Hinv_:,Q K (Hinv is symmetric:
+    // Hinv_:,Q = Hinv_Q,:^T), lower triangle only.
+    match norms {
+        Some(norms) => update_with_norms(w, &wq, &k, q, norms),
+        None => {
+            par_gemm(-1.0, &wq.view(), &k.view(), 1.0, &mut w.view_mut());
+            for &c in q {
+                w.column_mut(c).fill(0.0);
+            }
+        }
+    }
     lower_downdate(&mut hinv.view_mut(), &hq.view(), &k.view());
+    // The removed rows and columns are zeroed where they are read: in the lower triangle.
     for &c in q {
-        w.column_mut(c).fill(0.0);
-        hinv.column_mut(c).fill(0.0);
-        hinv.row_mut(c).fill(0.0);
+        hinv.slice_mut(s![c.., c]).fill(0.0);
+        hinv.slice_mut(s![c, ..c]).fill(0.0);
     }
     Ok(e)
+}
+
+/// Rows per block of [`update_with_norms`]: a block of a column panel stays in cache between
+/// its product and its squares.
+const UPDATE_ROWS: usize = 128;
+
+/// `w -= wq k`, the columns `q` of `w` zeroed, and `norms` the squared column norms of the
+/// result. Column panels run in parallel; each walks its rows in order, one block at a time
+/// (product, zeroing, squares), so every column's sum runs over the rows in order, as in
+/// [`column_norms`], and every entry of the product is the one [`par_gemm`] forms.
+fn update_with_norms(
+    w: &mut Array2<f64>,
+    wq: &Array2<f64>,
+    k: &Array2<f64>,
+    q: &[usize],
+    norms: &mut [f64],
+) {
+    let cols = w.ncols();
+    let mut removed = vec![false; cols];
+    q.iter().for_each(|&c| removed[c] = true);
+    let chunk = norm_chunk(cols);
+    w.axis_chunks_iter_mut(Axis(1), chunk)
+        .into_par_iter()
+        .zip(norms.par_chunks_mut(chunk))
+        .enumerate()
+        .for_each(|(p, (mut panel, acc))| {
+            let start = p * chunk;
+            let kp = k.slice(s![.., start..start + acc.len()]);
+            let dead = &removed[start..start + acc.len()];
+            acc.fill(0.0);
+            for (r, mut rows) in panel.axis_chunks_iter_mut(Axis(0), UPDATE_ROWS).enumerate() {
+                let r0 = r * UPDATE_ROWS;
+                let a = wq.slice(s![r0..r0 + rows.nrows(), ..]);
+                general_mat_mul(-1.0, &a, &kp, 1.0, &mut rows);
+                for mut row in rows.rows_mut() {
+                    row.iter_mut()
+                        .zip(dead)
+                        .filter(|(_, &d)| d)
+                        .for_each(|(x, _)| *x = 0.0);
+                    match row.as_slice() {
+                        Some(row) => acc.iter_mut().zip(row).for_each(|(a, x)| *a += x * x),
+                        None => acc
+                            .iter_mut()
+                            .zip(row.iter())
+                            .for_each(|(a, x)| *a += x * x),
+                    }
+                }
+            }
+        });
+}
+
+/// Width of the column panels of [`column_norms`] and [`update_with_norms`].
+fn norm_chunk(cols: usize) -> usize {
+    cols.div_ceil(rayon::current_num_threads().max(1) * 4)
+        .max(256)
 }
 
 /// One layer as seen by the greedy search: weights, inverse Hessian, and the columns of each
@@ -697,12 +793,12 @@ pub struct Layer {
 
 impl Layer {
     /// Drop the removed columns from `w`, `hinv` and the channel blocks once they are a quarter
-    /// of the matrix, so later downdates cost the kept size only.
-    fn compact_if_sparse(&mut self) {
+    /// of the matrix, so later downdates cost the kept size only. Whether it did.
+    fn compact_if_sparse(&mut self) -> bool {
         let n = self.hinv.dim();
         let keep: Vec<usize> = (0..n).filter(|&c| self.hinv.is_alive(c)).collect();
         if (n - keep.len()) * 4 < n {
-            return;
+            return false;
         }
         let mut index = vec![usize::MAX; n];
         for (i, &c) in keep.iter().enumerate() {
@@ -714,6 +810,7 @@ impl Layer {
             b.retain(|&c| index[c] != usize::MAX);
             b.iter_mut().for_each(|c| *c = index[*c]);
         }
+        true
     }
 }
 
@@ -736,16 +833,19 @@ pub fn greedy_scores(
     let batch = channels.div_ceil(max_steps.max(1)).max(1);
     let mut total = 0.0;
     layers.par_iter_mut().for_each(|l| l.hinv.track(&l.blocks));
+    // Layers whose channels are single columns (Linear inputs): every column's squared norm,
+    // rather than one strided column read per channel; kept up to date by the removals of
+    // dense layers (`remove_tracking`), recomputed after the others and after a compaction.
+    let mut norms: Vec<Option<Vec<f64>>> = vec![None; layers.len()];
     while !alive.is_empty() {
-        // Layers whose channels are single columns (Linear inputs): every column's squared
-        // norm in one pass over the weights, rather than one strided column read per channel.
-        let norms: Vec<Option<Vec<f64>>> = layers
-            .par_iter()
-            .map(|l| {
-                (l.blocks.iter().any(|q| q.len() == 1) && l.w.ncols() == l.hinv.dim())
-                    .then(|| column_norms(l.w.view()))
-            })
-            .collect();
+        layers.par_iter().zip(&mut norms).for_each(|(l, norms)| {
+            let wanted = l.blocks.iter().any(|q| q.len() == 1) && l.w.ncols() == l.hinv.dim();
+            if !wanted {
+                *norms = None;
+            } else if norms.as_ref().is_none_or(|n| n.len() != l.w.ncols()) {
+                *norms = Some(column_norms(l.w.view()));
+            }
+        });
         let sal: Vec<f64> = alive
             .par_iter()
             .map(|&c| {
@@ -773,15 +873,26 @@ pub fn greedy_scores(
         }
         let joint: f64 = layers
             .par_iter_mut()
-            .map(|l| {
+            .zip(&mut norms)
+            .map(|(l, norms)| {
                 let q: Vec<usize> = step
                     .iter()
                     .filter_map(|&c| l.blocks.get(c))
                     .flatten()
                     .copied()
                     .collect();
-                let e = l.hinv.remove(&mut l.w, &q)?;
-                l.compact_if_sparse();
+                let e = match (&mut l.hinv, norms.as_mut()) {
+                    (InverseHessian::Dense(h), Some(n)) => {
+                        remove_tracking(&mut l.w, h, &q, Some(n))?
+                    }
+                    (hinv, _) => {
+                        *norms = None;
+                        hinv.remove(&mut l.w, &q)?
+                    }
+                };
+                if l.compact_if_sparse() {
+                    *norms = None;
+                }
                 Ok(e)
             })
             .collect::<Result<Vec<f64>, _>>()?
@@ -1103,6 +1214,59 @@ pub(crate) mod tests {
             let e = saliency(w.view(), &hinv, &q).unwrap();
             let err = x.dot(&(&got - &w).t()).mapv(|v| v * v).sum() / n as f64;
             assert!((e - err).abs() <= 1e-8 * err.max(1e-12), "{e} vs {err}");
+        }
+    }
+
+    #[test]
+    fn tracked_norms_are_a_fresh_pass_bit_for_bit() {
+        // 300 rows: three row blocks of the fused update; 700 columns: several column panels,
+        // run in parallel. The weights, the lower triangle of Hinv and the norms must be those
+        // of `remove` followed by `column_norms`, bit for bit (the greedy search's scores and
+        // order depend on it).
+        for (rows, cols, q) in [
+            (5, 12, vec![3usize]),
+            (300, 700, vec![0, 17, 255, 256, 511, 699]),
+        ] {
+            let x = randn(cols + 50, cols, 11);
+            let w = randn(rows, cols, 12);
+            let hinv = layer_hinv(&x);
+            let (mut w1, mut h1) = (w.clone(), hinv.clone());
+            let e1 = remove(&mut w1, &mut h1, &q).unwrap();
+            let (mut w2, mut h2) = (w.clone(), hinv.clone());
+            let mut norms = vec![f64::NAN; cols];
+            let e2 = remove_tracking(&mut w2, &mut h2, &q, Some(&mut norms)).unwrap();
+            assert_eq!(e1.to_bits(), e2.to_bits());
+            assert!(w1.iter().zip(&w2).all(|(a, b)| a.to_bits() == b.to_bits()));
+            let fresh = column_norms(w1.view());
+            assert!(fresh
+                .iter()
+                .zip(&norms)
+                .all(|(a, b)| a.to_bits() == b.to_bits()));
+            assert!(q.iter().all(|&c| norms[c] == 0.0));
+            for i in 0..cols {
+                for j in 0..=i {
+                    assert_eq!(h1[[i, j]].to_bits(), h2[[i, j]].to_bits(), "{i},{j}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_lower_inverse_is_the_inverse_below_the_diagonal() {
+        // 150: three row blocks of the product; the full inverse mirrors the lower one.
+        let x = randn(200, 150, 13);
+        let h = x.t().dot(&x) / 200.0 + Array2::<f64>::eye(150);
+        let full = spd_inverse(&h).unwrap();
+        let lower = inverse_lower_from_factor(cholesky(&h).unwrap());
+        assert!(rel(&h.dot(&full), &Array2::<f64>::eye(150)) < 1e-10);
+        // A column-major copy takes the indexed panel solve: the same factor, bit for bit.
+        let (l, lf) = (cholesky(&h).unwrap(), cholesky(&h.t().to_owned()).unwrap());
+        assert!(l.iter().zip(&lf).all(|(a, b)| a.to_bits() == b.to_bits()));
+        for i in 0..150 {
+            for j in 0..=i {
+                assert_eq!(full[[i, j]].to_bits(), lower[[i, j]].to_bits());
+                assert_eq!(full[[j, i]].to_bits(), lower[[i, j]].to_bits());
+            }
         }
     }
 

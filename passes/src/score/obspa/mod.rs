@@ -819,7 +819,7 @@ fn invert(sum: math::HessianSum, damp: f64) -> Result<InverseHessian, math::Math
     // formed holding at most two d x d matrices).
     let l = escalating(damp, |d| math::cholesky_owned(sum.hessian(d)))?;
     drop(sum);
-    Ok(InverseHessian::Dense(math::inverse_from_factor(l)))
+    Ok(InverseHessian::Dense(math::inverse_lower_from_factor(l)))
 }
 
 /// `f(damp)`, retried with the damping ten times larger (from `1e-6` if it was 0) up to four
