@@ -220,6 +220,11 @@ pub fn collect(
             }
         }
     }
+    // The sums added to their lower triangles.
+    out.hessians
+        .par_iter_mut()
+        .flat_map(|(_, s)| s.par_iter_mut())
+        .for_each(HessianSum::symmetrize);
     Ok(out)
 }
 
@@ -347,19 +352,8 @@ fn accumulate(
     let threads = rayon::current_num_threads().max(1);
     let mut pending: Vec<Array2<f32>> = Vec::new();
     let flush = |pending: &mut Vec<Array2<f32>>, sum: &mut HessianSum| {
-        let parts: Vec<(Array2<f32>, Vec<f64>, u64)> = pending
-            .par_iter()
-            .map(|b| {
-                (
-                    super::math::gram(b.view()),
-                    super::math::column_sums(b.view()),
-                    b.nrows() as u64,
-                )
-            })
-            .collect();
-        for (g, colsum, rows) in &parts {
-            sum.add_gram(g, colsum, *rows);
-        }
+        let views: Vec<_> = pending.iter().map(|b| b.view()).collect();
+        sum.add_blocks(&views);
         pending.clear();
     };
     let cols = c.cols().max(1);

@@ -36,7 +36,10 @@ pub enum MathError {
 /// (`rows * LOW_RANK_RATIO <= dim`); its inverse is then low-rank ([`super::lowrank`]).
 #[derive(Clone, Debug)]
 pub struct HessianSum {
-    /// `X^T X`; empty (`0 x 0`) while the rows are kept.
+    /// `X^T X`; empty (`0 x 0`) while the rows are kept. Sums add to its lower triangle only
+    /// (half the work): read it whole after [`HessianSum::symmetrize`], which copies the lower
+    /// triangle above the diagonal ([`super::collect::collect`] returns its sums so). The
+    /// methods of the sum read it correctly either way.
     pub xtx: Array2<f64>,
     /// Column sums of `X` (for the Hessian of `[X 1]`, a layer with its bias).
     pub colsum: Vec<f64>,
@@ -44,6 +47,8 @@ pub struct HessianSum {
     dim: usize,
     /// The rows (row-major, `rows x dim`) while they are kept.
     kept: Option<Vec<f32>>,
+    /// Whether the part of `xtx` above the diagonal is stale (see [`HessianSum::symmetrize`]).
+    lower_only: bool,
 }
 
 /// Column sums of `x`, in `f64`.
@@ -67,6 +72,7 @@ impl HessianSum {
             rows: 0,
             dim,
             kept: None,
+            lower_only: false,
         }
     }
 
@@ -79,6 +85,7 @@ impl HessianSum {
             rows: 0,
             dim,
             kept: Some(Vec::new()),
+            lower_only: false,
         }
     }
 
@@ -99,19 +106,11 @@ impl HessianSum {
             return;
         };
         let d = self.dim;
-        let mut xtx = Array2::<f64>::zeros((d, d));
+        self.xtx = Array2::<f64>::zeros((d, d));
         if let Ok(x) = ArrayView2::from_shape((k.len() / d.max(1), d), &k) {
-            let grams: Vec<Array2<f32>> = x
-                .axis_chunks_iter(Axis(0), GRAM_ROWS)
-                .collect::<Vec<_>>()
-                .into_par_iter()
-                .map(gram)
-                .collect();
-            for g in grams {
-                xtx.zip_mut_with(&g, |a, &b| *a += b as f64);
-            }
+            let blocks: Vec<ArrayView2<'_, f32>> = x.axis_chunks_iter(Axis(0), GRAM_ROWS).collect();
+            self.add_products(&blocks);
         }
-        self.xtx = xtx;
     }
 
     /// Add the rows of `x` (`n x dim`). The product is formed in `f32` (one block of rows at a
@@ -132,19 +131,74 @@ impl HessianSum {
             }
             return;
         }
-        self.add_gram(&gram(x), &column_sums(x), x.nrows() as u64);
+        self.add_blocks(&[x]);
     }
 
-    /// Add a precomputed `X^T X` and column sums of `rows` rows.
-    pub fn add_gram(&mut self, g: &Array2<f32>, colsum: &[f64], rows: u64) {
-        self.densify();
-        if g.dim() == self.xtx.dim() && colsum.len() == self.colsum.len() {
-            self.xtx.zip_mut_with(g, |a, &b| *a += b as f64);
+    /// [`HessianSum::add`] of each block in turn (each one product), the products formed in
+    /// parallel.
+    pub fn add_blocks(&mut self, blocks: &[ArrayView2<'_, f32>]) {
+        let blocks: Vec<ArrayView2<'_, f32>> = blocks
+            .iter()
+            .filter(|b| b.ncols() == self.dim && b.nrows() > 0)
+            .cloned()
+            .collect();
+        if self.kept.is_some() {
+            blocks.iter().for_each(|b| self.add(b.view()));
+            return;
+        }
+        self.add_products(&blocks);
+        for b in &blocks {
             self.colsum
                 .iter_mut()
-                .zip(colsum)
-                .for_each(|(a, b)| *a += b);
-            self.rows += rows;
+                .zip(column_sums(b.view()))
+                .for_each(|(a, c)| *a += c);
+            self.rows += b.nrows() as u64;
+        }
+    }
+
+    /// `xtx += X_b^T X_b` for each block `b` in turn, on and below the diagonal: per column
+    /// panel of [`GRAM_PANEL`] columns `j..`, rows `j..` of the product, formed in `f32` (the
+    /// products of all blocks and panels in parallel) and added in `f64` (the panels in
+    /// parallel, the blocks in order). No `d x d` product is held at once.
+    fn add_products(&mut self, blocks: &[ArrayView2<'_, f32>]) {
+        let d = self.dim;
+        if blocks.is_empty() || self.xtx.dim() != (d, d) {
+            return;
+        }
+        let panels = d.div_ceil(GRAM_PANEL);
+        let products: Vec<Array2<f32>> = (0..blocks.len() * panels)
+            .into_par_iter()
+            .map(|t| {
+                let (x, j) = (&blocks[t / panels], (t % panels) * GRAM_PANEL);
+                let end = (j + GRAM_PANEL).min(d);
+                let mut p = Array2::<f32>::zeros((d - j, end - j));
+                general_mat_mul(
+                    1.0,
+                    &x.slice(s![.., j..]).t(),
+                    &x.slice(s![.., j..end]),
+                    0.0,
+                    &mut p,
+                );
+                p
+            })
+            .collect();
+        self.xtx
+            .axis_chunks_iter_mut(Axis(1), GRAM_PANEL)
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(k, mut panel)| {
+                let mut lower = panel.slice_mut(s![k * GRAM_PANEL.., ..]);
+                for b in 0..blocks.len() {
+                    lower.zip_mut_with(&products[b * panels + k], |a, &v| *a += v as f64);
+                }
+            });
+        self.lower_only = true;
+    }
+
+    /// Copy the lower triangle of `xtx` above the diagonal (sums add to the lower one only).
+    pub fn symmetrize(&mut self) {
+        if std::mem::take(&mut self.lower_only) {
+            mirror_lower(&mut self.xtx);
         }
     }
 
@@ -159,6 +213,7 @@ impl HessianSum {
         }
         self.densify();
         self.xtx += &other.xtx;
+        self.lower_only |= other.lower_only;
         self.colsum
             .iter_mut()
             .zip(&other.colsum)
@@ -172,6 +227,11 @@ impl HessianSum {
             Some(x) => {
                 let x = x.mapv(|v| v as f64);
                 std::borrow::Cow::Owned(x.t().dot(&x))
+            }
+            None if self.lower_only => {
+                let mut x = self.xtx.clone();
+                mirror_lower(&mut x);
+                std::borrow::Cow::Owned(x)
             }
             None => std::borrow::Cow::Borrowed(&self.xtx),
         }
@@ -223,39 +283,21 @@ impl HessianSum {
     }
 }
 
-/// Width of the column panels of [`gram`].
+/// Width of the column panels of [`HessianSum::add`]'s products.
 const GRAM_PANEL: usize = 256;
 
-/// `X^T X` (`f32`), multiplying only the panels on and below the diagonal and mirroring the rest:
-/// about half the multiply-adds of `x.t().dot(&x)` for wide layers (`d` up to 4608 in ResNet-50).
-pub fn gram(x: ArrayView2<'_, f32>) -> Array2<f32> {
-    let d = x.ncols();
-    if d <= GRAM_PANEL {
-        return x.t().dot(&x);
-    }
-    let mut g = Array2::<f32>::zeros((d, d));
-    let starts: Vec<usize> = (0..d).step_by(GRAM_PANEL).collect();
-    for &j in &starts {
-        let end = (j + GRAM_PANEL).min(d);
-        // Rows j.. of the column panel j..end.
-        let mut panel = g.slice_mut(s![j.., j..end]);
-        general_mat_mul(
-            1.0,
-            &x.slice(s![.., j..]).t(),
-            &x.slice(s![.., j..end]),
-            0.0,
-            &mut panel,
-        );
-    }
-    for (a, &i) in starts.iter().enumerate() {
-        let i_end = (i + GRAM_PANEL).min(d);
-        for &j in &starts[a + 1..] {
-            let j_end = (j + GRAM_PANEL).min(d);
-            let lower = g.slice(s![j..j_end, i..i_end]).t().to_owned();
-            g.slice_mut(s![i..i_end, j..j_end]).assign(&lower);
+/// Copy the lower triangle of the square `a` above the diagonal, in tiles that stay in cache.
+pub(crate) fn mirror_lower<A: Copy>(a: &mut Array2<A>) {
+    let n = a.nrows().min(a.ncols());
+    for i in (0..n).step_by(NB) {
+        for j in (i..n).step_by(NB) {
+            for r in i..(i + NB).min(n) {
+                for c in j.max(r + 1)..(j + NB).min(n) {
+                    a[[r, c]] = a[[c, r]];
+                }
+            }
         }
     }
-    g
 }
 
 /// `tr(W H W^T)`: the output energy of a layer `W` (`rows x cols`) on inputs with Hessian `H`.
@@ -460,12 +502,7 @@ pub fn spd_inverse(h: &Array2<f64>) -> Result<Array2<f64>, MathError> {
 /// most two `d x d` matrices are held at a time.
 pub fn inverse_from_factor(l: Array2<f64>) -> Array2<f64> {
     let mut out = inverse_lower_from_factor(l);
-    let n = out.nrows();
-    for i in 0..n {
-        for j in i + 1..n {
-            out[[i, j]] = out[[j, i]];
-        }
-    }
+    mirror_lower(&mut out);
     out
 }
 
@@ -1074,17 +1111,30 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn gram_matches_the_full_product() {
-        // Widths below, at and across panel boundaries (the last panel partial).
+    fn sums_match_the_full_product() {
+        // Widths below, at and across panel boundaries (the last panel partial). Each block's
+        // product is formed in f32 (as `x.t().dot(&x)`) and summed in f64; the sums add to the
+        // lower triangle, which `symmetrize` mirrors.
         for (rows, cols) in [(7, 5), (40, 256), (33, 600), (9, 513)] {
-            let x = randn(rows, cols, cols as u64).mapv(|v| v as f32);
-            let g = gram(x.view());
-            let want = x.t().dot(&x);
-            assert_eq!(g.dim(), (cols, cols));
-            let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
-            for ((i, j), v) in g.indexed_iter() {
+            let x = randn(2 * rows, cols, cols as u64).mapv(|v| v as f32);
+            let (x1, x2) = (x.slice(s![..rows, ..]), x.slice(s![rows.., ..]));
+            let want = x1.t().dot(&x1).mapv(f64::from) + x2.t().dot(&x2).mapv(f64::from);
+            let mut one = HessianSum::new(cols);
+            one.add(x1);
+            one.add(x2);
+            let mut both = HessianSum::new(cols);
+            both.add_blocks(&[x1, x2]);
+            // The methods read a sum whose upper triangle is stale as a whole one.
+            let h = both.hessian(0.0);
+            both.symmetrize();
+            assert_eq!(h, both.hessian(0.0));
+            one.symmetrize();
+            assert_eq!(one.xtx, both.xtx);
+            assert_eq!((one.rows, &one.colsum), (both.rows, &both.colsum));
+            let scale = want.iter().fold(0f64, |m, v| m.max(v.abs()));
+            for ((i, j), v) in both.xtx.indexed_iter() {
                 assert!((v - want[[i, j]]).abs() <= 1e-5 * scale, "({i}, {j})");
-                assert_eq!(*v, g[[j, i]], "not symmetric at ({i}, {j})");
+                assert_eq!(v.to_bits(), both.xtx[[j, i]].to_bits(), "({i}, {j})");
             }
         }
     }

@@ -500,6 +500,7 @@ fn obspa_scores(
                 for s in s {
                     if !low_rank {
                         s.densify();
+                        s.symmetrize();
                     }
                     low_rank_layers += usize::from(s.kept_rows().is_some());
                 }
@@ -668,8 +669,9 @@ fn rebase_values(
 ) -> Result<(Array2<f64>, Vec<Rotation>), String> {
     let graph = &model.graph;
     let read = |v: ValueId| read_f32(graph, v);
-    // The basis and the transform read and rewrite `X^T X` itself.
+    // The basis and the transform read and rewrite `X^T X` itself, both triangles.
     sum.densify();
+    sum.symmetrize();
     let basis = value::value_basis(site, sum, w).map_err(|e| e.to_string())?;
     let mut rot = Vec::new();
     for v in std::iter::once(site.v.weight).chain(site.v.bias) {
