@@ -37,9 +37,10 @@ pub enum MathError {
 #[derive(Clone, Debug)]
 pub struct HessianSum {
     /// `X^T X`; empty (`0 x 0`) while the rows are kept. Sums add to its lower triangle only
-    /// (half the work): read it whole after [`HessianSum::symmetrize`], which copies the lower
-    /// triangle above the diagonal ([`super::collect::collect`] returns its sums so). The
-    /// methods of the sum read it correctly either way.
+    /// (half the work): read it whole after [`HessianSum::symmetrize`] (or
+    /// [`HessianSum::densify`]), which copies the lower triangle above the diagonal
+    /// ([`super::collect::collect`] returns its sums so). The methods of the sum read it
+    /// correctly either way.
     pub xtx: Array2<f64>,
     /// Column sums of `X` (for the Hessian of `[X 1]`, a layer with its bias).
     pub colsum: Vec<f64>,
@@ -100,8 +101,14 @@ impl HessianSum {
     }
 
     /// Turn kept rows into `X^T X` (products of [`GRAM_ROWS`] rows formed in `f32`, summed in
-    /// `f64`, as [`HessianSum::add`] does).
+    /// `f64`, as [`HessianSum::add`] does), and leave `xtx` whole (both triangles).
     pub fn densify(&mut self) {
+        self.fold_kept();
+        self.symmetrize();
+    }
+
+    /// Kept rows into the lower triangle of `X^T X`.
+    fn fold_kept(&mut self) {
         let Some(k) = self.kept.take() else {
             return;
         };
@@ -127,7 +134,7 @@ impl HessianSum {
                 .for_each(|(a, b)| *a += b);
             self.rows += x.nrows() as u64;
             if self.rows * super::lowrank::LOW_RANK_RATIO > self.dim as u64 {
-                self.densify();
+                self.fold_kept();
             }
             return;
         }
@@ -211,7 +218,7 @@ impl HessianSum {
             self.add(x);
             return;
         }
-        self.densify();
+        self.fold_kept();
         self.xtx += &other.xtx;
         self.lower_only |= other.lower_only;
         self.colsum

@@ -500,7 +500,6 @@ fn obspa_scores(
                 for s in s {
                     if !low_rank {
                         s.densify();
-                        s.symmetrize();
                     }
                     low_rank_layers += usize::from(s.kept_rows().is_some());
                 }
@@ -671,7 +670,6 @@ fn rebase_values(
     let read = |v: ValueId| read_f32(graph, v);
     // The basis and the transform read and rewrite `X^T X` itself, both triangles.
     sum.densify();
-    sum.symmetrize();
     let basis = value::value_basis(site, sum, w).map_err(|e| e.to_string())?;
     let mut rot = Vec::new();
     for v in std::iter::once(site.v.weight).chain(site.v.bias) {
