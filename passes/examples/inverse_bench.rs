@@ -1,9 +1,12 @@
 //! Times the dense algebra of `obspa` on one layer: the Cholesky factor and inverse of a `D x D`
 //! Hessian (`math::spd_inverse`, once per consumer) and the greedy search over `D` one-column
-//! channels of a `ROWS x D` weight (`math::greedy_scores`, a Linear's input channels).
+//! channels of a `ROWS x D` weight (`math::greedy_scores`, a Linear's input channels), or over
+//! `D / K` channels of `K` columns side by side (a convolution's kernel elements), in each of `G`
+//! layers with channels of their own (a grouped convolution's groups, searched jointly).
 //!
-//! cargo run --release -p spa-passes --example inverse_bench -- ROWS D
-//! (e.g. `1024 4096`: ViT-L's second MLP Linear)
+//! cargo run --release -p spa-passes --example inverse_bench -- ROWS D [K [G]]
+//! (e.g. `1024 4096`: ViT-L's second MLP Linear; `264 2376 9 11`: a 3x3 convolution of
+//! RegNetY-128GF's third stage, 11 groups of 264 channels)
 
 use ndarray::Array2;
 use spa_passes::score::obspa::math::{self, InverseHessian, Layer};
@@ -14,9 +17,14 @@ fn main() {
         .skip(1)
         .filter_map(|x| x.parse().ok())
         .collect();
-    let [rows, d] = args[..] else {
-        eprintln!("usage: inverse_bench ROWS D");
-        std::process::exit(2);
+    let (rows, d, k, g) = match args[..] {
+        [rows, d] => (rows, d, 1, 1),
+        [rows, d, k] if k > 0 && d % k == 0 => (rows, d, k, 1),
+        [rows, d, k, g] if k > 0 && d % k == 0 && g > 0 => (rows, d, k, g),
+        _ => {
+            eprintln!("usage: inverse_bench ROWS D [K [G]] (K divides D)");
+            std::process::exit(2);
+        }
     };
     let mut s = 0x9e37_79b9_7f4a_7c15u64;
     let mut rnd = move || {
@@ -43,13 +51,23 @@ fn main() {
     let t = Instant::now();
     let hinv = math::inverse_lower_from_factor(l);
     let inv = t.elapsed().as_secs_f64();
+    // Group `i` owns channels `i * c .. (i + 1) * c`; the same Hessian in each, the weights
+    // scaled by `1 + i / 100` (no ties between groups).
+    let c = d / k;
+    let mut layers: Vec<Layer> = (0..g)
+        .map(|i| Layer {
+            w: w.mapv(|v| v * (1.0 + i as f64 / 100.0)),
+            hinv: InverseHessian::Dense(hinv.clone()),
+            blocks: (0..g * c)
+                .map(|ch| match ch / c == i {
+                    true => ((ch % c) * k..(ch % c) * k + k).collect(),
+                    false => Vec::new(),
+                })
+                .collect(),
+        })
+        .collect();
     let t = Instant::now();
-    let mut layers = vec![Layer {
-        w,
-        hinv: InverseHessian::Dense(hinv),
-        blocks: (0..d).map(|c| vec![c]).collect(),
-    }];
-    let scores = match math::greedy_scores(&mut layers, d, 128) {
+    let scores = match math::greedy_scores(&mut layers, g * c, 128) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("{e}");
@@ -59,7 +77,7 @@ fn main() {
     let greedy = t.elapsed().as_secs_f64();
     let check: f64 = scores.iter().sum();
     println!(
-        "d={d} rows={rows}: cholesky {chol:.3} s, inverse from factor {inv:.3} s, greedy {greedy:.3} s \
+        "d={d} rows={rows} k={k} g={g}: cholesky {chol:.3} s, inverse from factor {inv:.3} s, greedy {greedy:.3} s \
          (score sum {check:.15e})"
     );
 }

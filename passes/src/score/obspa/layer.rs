@@ -96,12 +96,21 @@ impl Consumer {
         block: usize,
         f: &mut dyn FnMut(ArrayView2<'_, f32>),
     ) -> Result<(), String> {
-        let a = x.to_f32_array();
+        // The input as it is where it is f32 and contiguous (no copy per call: a grouped conv
+        // reads it once per group).
+        let converted;
+        let a = match x.as_f32() {
+            Some(a) => a,
+            None => {
+                converted = x.to_f32_array();
+                &converted
+            }
+        };
         let shape = a.shape().to_vec();
-        let data = a
-            .as_slice()
-            .map(|s| s.to_vec())
-            .unwrap_or_else(|| a.iter().copied().collect());
+        let data: std::borrow::Cow<'_, [f32]> = match a.as_slice() {
+            Some(s) => std::borrow::Cow::Borrowed(s),
+            None => std::borrow::Cow::Owned(a.iter().copied().collect()),
+        };
         let cols = self.cols();
         match &self.kind {
             LayerKind::Gemm { trans_a, .. } => {

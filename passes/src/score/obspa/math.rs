@@ -164,40 +164,75 @@ impl HessianSum {
     }
 
     /// `xtx += X_b^T X_b` for each block `b` in turn, on and below the diagonal: per column
-    /// panel of [`GRAM_PANEL`] columns `j..`, rows `j..` of the product, formed in `f32` (the
-    /// products of all blocks and panels in parallel) and added in `f64` (the panels in
-    /// parallel, the blocks in order). No `d x d` product is held at once.
+    /// panel of [`GRAM_PANEL`] columns `j..`, rows `j..` of the product, formed in `f32` and
+    /// added in `f64` (the panels in parallel, the blocks in order). With at least a panel per
+    /// thread, each panel's products are formed one after the other in a buffer the thread
+    /// keeps; with fewer, the products of all blocks and panels are formed in parallel first.
+    /// No `d x d` product is held at once.
     fn add_products(&mut self, blocks: &[ArrayView2<'_, f32>]) {
+        let per_panel = self.dim.div_ceil(GRAM_PANEL) >= rayon::current_num_threads();
+        self.add_products_by(blocks, per_panel);
+    }
+
+    /// [`HessianSum::add_products`], with the panels as the parallel tasks (`per_panel`, each
+    /// forming its products in a buffer its thread keeps) or the products of all blocks and
+    /// panels; the same sums either way, bit for bit.
+    fn add_products_by(&mut self, blocks: &[ArrayView2<'_, f32>], per_panel: bool) {
         let d = self.dim;
         if blocks.is_empty() || self.xtx.dim() != (d, d) {
             return;
         }
         let panels = d.div_ceil(GRAM_PANEL);
-        let products: Vec<Array2<f32>> = (0..blocks.len() * panels)
-            .into_par_iter()
-            .map(|t| {
-                let (x, j) = (&blocks[t / panels], (t % panels) * GRAM_PANEL);
-                let end = (j + GRAM_PANEL).min(d);
-                let mut p = Array2::<f32>::zeros((d - j, end - j));
-                general_mat_mul(
-                    1.0,
-                    &x.slice(s![.., j..]).t(),
-                    &x.slice(s![.., j..end]),
-                    0.0,
-                    &mut p,
-                );
-                p
-            })
-            .collect();
+        // Panel `k`'s product of block `x` (rows `j..` of columns `j..end`), into `p` (zeroed).
+        let product = |x: &ArrayView2<'_, f32>, k: usize, p: &mut ArrayViewMut2<'_, f32>| {
+            let j = k * GRAM_PANEL;
+            let end = (j + GRAM_PANEL).min(d);
+            general_mat_mul(
+                1.0,
+                &x.slice(s![.., j..]).t(),
+                &x.slice(s![.., j..end]),
+                0.0,
+                p,
+            );
+        };
+        // Few panels: the products of all blocks and panels formed in parallel first. Enough
+        // panels to go round: each panel forms its products one block after the other in a
+        // buffer its thread keeps, rather than a fresh allocation (and fresh pages) each.
+        let products: Vec<Array2<f32>> = match per_panel {
+            true => Vec::new(),
+            false => (0..blocks.len() * panels)
+                .into_par_iter()
+                .map(|t| {
+                    let k = t % panels;
+                    let j = k * GRAM_PANEL;
+                    let mut p = Array2::<f32>::zeros((d - j, (j + GRAM_PANEL).min(d) - j));
+                    product(&blocks[t / panels], k, &mut p.view_mut());
+                    p
+                })
+                .collect(),
+        };
         self.xtx
             .axis_chunks_iter_mut(Axis(1), GRAM_PANEL)
             .into_par_iter()
             .enumerate()
             .for_each(|(k, mut panel)| {
                 let mut lower = panel.slice_mut(s![k * GRAM_PANEL.., ..]);
-                for b in 0..blocks.len() {
-                    lower.zip_mut_with(&products[b * panels + k], |a, &v| *a += v as f64);
+                if !per_panel {
+                    for b in 0..blocks.len() {
+                        lower.zip_mut_with(&products[b * panels + k], |a, &v| *a += v as f64);
+                    }
+                    return;
                 }
+                let shape = lower.dim();
+                with_scratch(shape.0 * shape.1, |buf| {
+                    for x in blocks {
+                        buf.fill(0.0);
+                        if let Ok(mut p) = ArrayViewMut2::from_shape(shape, &mut *buf) {
+                            product(x, k, &mut p);
+                            lower.zip_mut_with(&p, |a, &v| *a += v as f64);
+                        }
+                    }
+                });
             });
         self.lower_only = true;
     }
@@ -292,6 +327,25 @@ impl HessianSum {
 
 /// Width of the column panels of [`HessianSum::add`]'s products.
 const GRAM_PANEL: usize = 256;
+
+thread_local! {
+    /// [`with_scratch`]'s buffer, one per thread.
+    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `f` on a buffer of `len` elements that the thread keeps from call to call (contents
+/// unspecified); a fresh one if the thread's is in use.
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            if buf.len() < len {
+                buf.resize(len, 0.0);
+            }
+            f(&mut buf[..len])
+        }
+        Err(_) => f(&mut vec![0.0; len]),
+    })
+}
 
 /// Copy the lower triangle of the square `a` above the diagonal, in tiles that stay in cache.
 pub(crate) fn mirror_lower<A: Copy>(a: &mut Array2<A>) {
@@ -656,10 +710,30 @@ pub(crate) fn saliency_of_block(
         return saliency_of_column(g, hqq[[0, 0]]);
     }
     let inv = small_spd_inverse(hqq)?;
-    let wq = columns(w.view(), q);
-    let g = wq.t().dot(&wq);
+    // `G = W_:,Q^T W_:,Q`. Columns side by side (a convolution's kernel elements) are read in
+    // place: the product packs its operands from any strides, so `G` is the same bit for bit
+    // as from a gathered copy, without the copy (one strided read of `w` per channel and step).
+    let g = match consecutive(q) {
+        Some(range) if range.end <= w.ncols() => {
+            let wq = w.slice(s![.., range]);
+            wq.t().dot(&wq)
+        }
+        _ => {
+            let wq = columns(w.view(), q);
+            wq.t().dot(&wq)
+        }
+    };
     let e: f64 = inv.iter().zip(&g).map(|(a, b)| a * b).sum();
     Ok(0.5 * e)
+}
+
+/// `q` as a range when its columns are side by side.
+fn consecutive(q: &[usize]) -> Option<std::ops::Range<usize>> {
+    let first = *q.first()?;
+    q.iter()
+        .enumerate()
+        .all(|(i, &c)| c == first + i)
+        .then(|| first..first + q.len())
 }
 
 /// [`saliency`] of one column given its squared norm `g` and `Hinv_cc = h`: `g / (2 h)`, with
@@ -1138,6 +1212,18 @@ pub(crate) mod tests {
             one.symmetrize();
             assert_eq!(one.xtx, both.xtx);
             assert_eq!((one.rows, &one.colsum), (both.rows, &both.colsum));
+            // Panels as the tasks (with a reused buffer) or every product at once: the same
+            // sums, bit for bit, whatever the thread count picks.
+            for per_panel in [false, true] {
+                let mut by = HessianSum::new(cols);
+                by.add_products_by(&[x1, x2], per_panel);
+                by.symmetrize();
+                assert!(by
+                    .xtx
+                    .iter()
+                    .zip(&both.xtx)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()));
+            }
             let scale = want.iter().fold(0f64, |m, v| m.max(v.abs()));
             for ((i, j), v) in both.xtx.indexed_iter() {
                 assert!((v - want[[i, j]]).abs() <= 1e-5 * scale, "({i}, {j})");
@@ -1306,6 +1392,38 @@ pub(crate) mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn side_by_side_columns_read_in_place_give_the_gathered_gram_bit_for_bit() {
+        // Rows below, at and past the product's depth blocks; the columns of a 3x3 kernel, of
+        // a 1x7 one and of two channels; the last columns of the matrix.
+        for (rows, cols, q) in [
+            (5, 40, 3..12),
+            (264, 2376, 900..909),
+            (256, 300, 0..7),
+            (700, 90, 72..90),
+            (1030, 64, 10..28),
+        ] {
+            let w = randn(rows, cols, rows as u64);
+            let q: Vec<usize> = q.collect();
+            let gathered = columns(w.view(), &q);
+            let hqq = Array2::from_shape_fn((q.len(), q.len()), |(i, j)| {
+                if i == j {
+                    2.0 + i as f64
+                } else {
+                    0.1
+                }
+            });
+            let inv = small_spd_inverse(&hqq).unwrap();
+            let g = gathered.t().dot(&gathered);
+            let want = 0.5 * inv.iter().zip(&g).map(|(a, b)| a * b).sum::<f64>();
+            let got = saliency_of_block(w.view(), &hqq, &q).unwrap();
+            assert_eq!(got.to_bits(), want.to_bits(), "{rows}x{cols}");
+        }
+        assert_eq!(consecutive(&[4, 5, 6]), Some(4..7));
+        assert_eq!(consecutive(&[4, 6]), None);
+        assert_eq!(consecutive(&[]), None);
     }
 
     #[test]

@@ -41,6 +41,7 @@ use math::HessianSum;
 use ndarray::Array2;
 use rayon::prelude::*;
 use spa_ir::{Graph, Model, NodeId, ValueId};
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// Greedy steps per group (larger groups remove `ceil(n / MAX_STEPS)` channels per step).
@@ -364,24 +365,19 @@ fn obspa_scores(
     hessian_of.extend(projections.iter().flatten());
     hessian_of.sort_unstable();
     hessian_of.dedup();
-    // Weights as matrices, per consumer and sub-layer.
-    let mut weights: Vec<Option<Vec<Array2<f64>>>> = consumers
-        .par_iter()
-        .enumerate()
-        .map(|(i, c)| {
-            if used.binary_search(&i).is_err() {
-                return Ok(None);
-            }
-            let t = graph
-                .constant(c.weight)
-                .ok_or_else(|| failed("a consumer weight is not a constant"))?;
-            let w = t.to_f32().map_err(|source| PassError::Ir {
-                pass: "score".into(),
-                source,
-            })?;
-            Ok(c.matrices(&w))
-        })
-        .collect::<Result<_, PassError>>()?;
+    // Weights as matrices, per consumer and sub-layer, converted when needed.
+    if used
+        .iter()
+        .any(|&i| graph.constant(consumers[i].weight).is_none())
+    {
+        return Err(failed("a consumer weight is not a constant"));
+    }
+    let mut weights = Weights {
+        graph,
+        consumers: &consumers,
+        used: &used,
+        changed: HashMap::new(),
+    };
     // Output energy tr(W H W^T) per consumer and sub-layer (H = I for data=none), for
     // normalize=relative.
     let mut energy: Vec<Option<Vec<f64>>> = vec![None; consumers.len()];
@@ -399,11 +395,14 @@ fn obspa_scores(
             .collect()
     };
     if relative && batch.is_none() {
-        for (e, w) in energy.iter_mut().zip(&weights) {
-            *e = w
-                .as_ref()
-                .map(|ws| ws.iter().map(|w| w.iter().map(|v| v * v).sum()).collect());
-        }
+        energy = (0..consumers.len())
+            .into_par_iter()
+            .map(|i| {
+                Ok(weights
+                    .get(i)?
+                    .map(|ws| ws.iter().map(|w| w.iter().map(|v| v * v).sum()).collect()))
+            })
+            .collect::<Result<_, PassError>>()?;
     }
     let mut recorded: Vec<Vec<attention::RecordedBatch>> = Vec::new();
     // The V/O bases: the output projections' weights before, and the new data.
@@ -434,21 +433,24 @@ fn obspa_scores(
             .map_err(failed)?;
             recorded = recorder.into_batches();
             for site in &value_sites {
-                let (Some(Some(sum)), Some(Some(w))) = (
-                    collected
-                        .hessians
-                        .get_mut(&site.consumer)
-                        .map(|h| h.first_mut()),
-                    weights
-                        .get_mut(site.consumer)
-                        .map(|w| w.as_mut().and_then(|w| w.first_mut())),
-                ) else {
+                let Some(Some(sum)) = collected
+                    .hessians
+                    .get_mut(&site.consumer)
+                    .map(|h| h.first_mut())
+                else {
+                    continue;
+                };
+                let Some(mut ws) = weights.get(site.consumer)?.map(Cow::into_owned) else {
+                    continue;
+                };
+                let Some(w) = ws.first_mut() else {
                     continue;
                 };
                 match rebase_values(model, site, &consumers[site.consumer], sum, w) {
                     Ok(rot) => {
                         unrotated.insert(site.consumer, rot.0);
                         rotations.extend(rot.1);
+                        weights.changed.insert(site.consumer, ws);
                     }
                     Err(e) => warnings.push(format!(
                         "obspa: V head dims at node '{}' keep their basis: {e}",
@@ -469,10 +471,11 @@ fn obspa_scores(
                     .par_iter()
                     .enumerate()
                     .map(|(i, _)| {
-                        let (Some(sums), Some(Some(ws))) =
-                            (collected.hessians.get(&i), weights.get(i))
-                        else {
-                            return None;
+                        let Some(sums) = collected.hessians.get(&i) else {
+                            return Ok(None);
+                        };
+                        let Some(ws) = weights.get(i)? else {
+                            return Ok(None);
                         };
                         // On a residual branch: the stream's energy over the branch's.
                         let share = joins[i]
@@ -481,14 +484,14 @@ fn obspa_scores(
                             })
                             .filter(|r| r.is_finite() && *r > 0.0)
                             .unwrap_or(1.0);
-                        Some(
+                        Ok(Some(
                             sums.iter()
-                                .zip(ws)
+                                .zip(ws.iter())
                                 .map(|(s, w)| share * s.output_energy(w))
                                 .collect(),
-                        )
+                        ))
                     })
-                    .collect();
+                    .collect::<Result<_, PassError>>()?;
             }
             // Each sum is dropped once inverted, so the sums and their inverses are not all in
             // memory at once (8 d^2 bytes each per consumer).
@@ -538,8 +541,8 @@ fn obspa_scores(
             let mut layers = Vec::new();
             let mut total_energy = 0.0;
             for (i, blocks) in uses {
-                let Some(ws) = &weights[*i] else { continue };
-                for (sub, w) in ws.iter().enumerate() {
+                let Some(ws) = weights.get(*i)? else { continue };
+                for (sub, w) in ws.into_owned().into_iter().enumerate() {
                     let e = energy[*i].as_ref().and_then(|e| e.get(sub)).copied();
                     let h = match &hinv {
                         Some(h) => match h[*i].as_ref().and_then(|h| h.get(sub)) {
@@ -550,7 +553,7 @@ fn obspa_scores(
                     };
                     total_energy += e.unwrap_or(0.0);
                     layers.push(math::Layer {
-                        w: w.clone(),
+                        w,
                         hinv: h,
                         blocks: blocks.clone(),
                     });
@@ -648,6 +651,44 @@ fn obspa_scores(
     })
 }
 
+/// The used consumers' weights as `f64` matrices per sub-layer ([`Consumer::matrices`]),
+/// converted from the model's constants each time they are asked for rather than all held
+/// through the calibration pass and the inversions (8 bytes a parameter: 5 GB for
+/// RegNetY-128GF); those that the V/O re-basing rewrote are held.
+struct Weights<'a> {
+    graph: &'a Graph,
+    consumers: &'a [Consumer],
+    /// The used consumers, sorted.
+    used: &'a [usize],
+    changed: HashMap<usize, Vec<Array2<f64>>>,
+}
+
+impl Weights<'_> {
+    /// Consumer `i`'s matrices; `None` for a consumer not used, or whose weight does not fit
+    /// its shape.
+    fn get(&self, i: usize) -> Result<Option<Cow<'_, [Array2<f64>]>>, PassError> {
+        if let Some(w) = self.changed.get(&i) {
+            return Ok(Some(Cow::Borrowed(w)));
+        }
+        let Some(c) = self
+            .consumers
+            .get(i)
+            .filter(|_| self.used.binary_search(&i).is_ok())
+        else {
+            return Ok(None);
+        };
+        let t = self
+            .graph
+            .constant(c.weight)
+            .ok_or_else(|| failed("a consumer weight is not a constant"))?;
+        let w = t.to_f32().map_err(|source| PassError::Ir {
+            pass: "score".into(),
+            source,
+        })?;
+        Ok(c.matrices(&w).map(Cow::Owned))
+    }
+}
+
 /// A constant's data as f32.
 fn read_f32(graph: &Graph, v: ValueId) -> Result<Vec<f32>, String> {
     graph
@@ -709,7 +750,7 @@ fn attention_scores(
     projections: &[[usize; 2]],
     hessians: &HashMap<usize, HessianSum>,
     recorded: &[Vec<attention::RecordedBatch>],
-    weights: &[Option<Vec<Array2<f64>>>],
+    weights: &Weights<'_>,
     unrotated: &HashMap<usize, Array2<f64>>,
     energy: &[Option<Vec<f64>>],
     relative: bool,
@@ -744,15 +785,16 @@ fn attention_scores(
             };
             let basis = attention::basis(site, &q, &k).map_err(|e| e.to_string())?;
             // The recorded attention outputs are in the original V basis.
-            let wo = unrotated
-                .get(&site.consumer)
-                .or_else(|| {
-                    weights
-                        .get(site.consumer)
-                        .and_then(|w| w.as_ref())
+            let held;
+            let wo = match unrotated.get(&site.consumer) {
+                Some(w) => w,
+                None => {
+                    held = weights.get(site.consumer).map_err(|e| e.to_string())?;
+                    held.as_ref()
                         .and_then(|w| w.first())
-                })
-                .ok_or("the output projection's weight is unreadable")?;
+                        .ok_or("the output projection's weight is unreadable")?
+                }
+            };
             let losses = attention::measure(
                 model,
                 site,
