@@ -775,11 +775,11 @@ pub(crate) fn column_norms(w: ArrayView2<'_, f64>) -> Vec<f64> {
 /// convolution channel's kernel) is one slice copy.
 pub(crate) fn columns(w: ArrayView2<'_, f64>, q: &[usize]) -> Array2<f64> {
     let mut out = Array2::<f64>::zeros((w.nrows(), q.len()));
-    let consecutive = q.windows(2).all(|p| p[1] == p[0] + 1);
+    let range = consecutive(q);
     for (mut dst, src) in out.rows_mut().into_iter().zip(w.rows()) {
-        match (dst.as_slice_mut(), src.as_slice(), q.first()) {
-            (Some(d), Some(s), Some(&first)) if consecutive && first + q.len() <= s.len() => {
-                d.copy_from_slice(&s[first..first + q.len()]);
+        match (dst.as_slice_mut(), src.as_slice(), &range) {
+            (Some(d), Some(s), Some(r)) if r.end <= s.len() => {
+                d.copy_from_slice(&s[r.clone()]);
             }
             _ => dst.iter_mut().zip(q).for_each(|(d, &c)| *d = src[c]),
         }

@@ -366,18 +366,16 @@ fn obspa_scores(
     hessian_of.sort_unstable();
     hessian_of.dedup();
     // Weights as matrices, per consumer and sub-layer, converted when needed.
-    if used
-        .iter()
-        .any(|&i| graph.constant(consumers[i].weight).is_none())
-    {
-        return Err(failed("a consumer weight is not a constant"));
-    }
     let mut weights = Weights {
         graph,
         consumers: &consumers,
         used: &used,
         changed: HashMap::new(),
     };
+    // A weight that is not a constant fails here, not after the calibration run.
+    for c in used.iter().filter_map(|&i| consumers.get(i)) {
+        weights.constant(c)?;
+    }
     // Output energy tr(W H W^T) per consumer and sub-layer (H = I for data=none), for
     // normalize=relative.
     let mut energy: Vec<Option<Vec<f64>>> = vec![None; consumers.len()];
@@ -677,15 +675,17 @@ impl Weights<'_> {
         else {
             return Ok(None);
         };
-        let t = self
-            .graph
-            .constant(c.weight)
-            .ok_or_else(|| failed("a consumer weight is not a constant"))?;
-        let w = t.to_f32().map_err(|source| PassError::Ir {
+        let w = self.constant(c)?.to_f32().map_err(|source| PassError::Ir {
             pass: "score".into(),
             source,
         })?;
         Ok(c.matrices(&w).map(Cow::Owned))
+    }
+
+    fn constant(&self, c: &Consumer) -> Result<&spa_ir::Tensor, PassError> {
+        self.graph
+            .constant(c.weight)
+            .ok_or_else(|| failed("a consumer weight is not a constant"))
     }
 }
 
